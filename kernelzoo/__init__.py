@@ -1,0 +1,20 @@
+"""kernelzoo: the kernels behind convolutional and infinitely wide networks.
+
+>>> import kernelzoo as kz
+>>> k = kz.kernel("arccos(degree=1, depth=2)")
+>>> K = k.gram(X)                                   # doctest: +SKIP
+"""
+
+from kernelzoo._validation import get_memory_budget, set_memory_budget
+from kernelzoo.registry import available, kernel
+
+__version__ = "0.1.0"
+
+__all__ = ["kernel", "available", "load", "set_memory_budget", "get_memory_budget", "__version__"]
+
+
+def load(path):
+    """Load an approximation saved with ``a.save(path)``."""
+    from kernelzoo.approx.base import load as _load
+
+    return _load(path)

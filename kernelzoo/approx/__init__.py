@@ -1,0 +1,1 @@
+"""Approximations: generic Nyström and random features; family-specific ones beside them."""

@@ -1,0 +1,238 @@
+"""The approximation contract: ``fit`` / ``features`` / ``gram`` / ``diag`` / ``save``.
+
+Constructors only store what they are given (scikit-learn's convention);
+``fit`` draws the randomness from ``seed`` (on the CPU in float64, then moved
+and cast, so a seed gives the same approximation on CPU and CUDA) and sets the
+fitted state, named with a trailing underscore.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from kernelzoo._validation import check_pair, parse_memory_budget
+
+__all__ = ["Approximation", "FeatureApproximation", "load", "generator", "check_budget"]
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed`` (draws in float64, then moved and cast)."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def check_budget(budget: Any, name: str = "budget") -> int:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {budget!r}")
+    if budget <= 0:
+        raise ValueError(f"{name} must be > 0, got {budget}")
+    return int(budget)
+
+
+class Approximation:
+    """Base class of approximate kernels.
+
+    Subclasses set ``method`` and ``options`` (name -> default), implement
+    :meth:`_fit` and either :meth:`_features` (feature maps) or
+    :meth:`_gram_block` (Gram-only approximations such as the empirical NTK).
+
+    Shape:
+        - ``features(X)``: ``(n, ...)`` -> ``(n, n_features)``
+        - ``gram(X, Y)``: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``
+        - ``diag(X)``: ``(n, ...)`` -> ``(n,)``
+    """
+
+    method: ClassVar[str] = ""
+    options: ClassVar[dict[str, Any]] = {}
+    has_features: ClassVar[bool] = True
+
+    def __init__(self, kernel, budget: Any = None, seed: int = 0, **options: Any) -> None:
+        unknown = [k for k in options if k not in self.options]
+        if unknown:
+            raise TypeError(
+                f"{kernel.family}/{self.method}: unknown option {unknown[0]!r}; allowed: "
+                f"{', '.join(self.options) or '(none)'}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer, got {seed!r}")
+        self.kernel = kernel
+        self.seed = int(seed)
+        self.budget = self._check_budget(budget)
+        self.opts = {**self.options, **options}
+        self._check_options()
+        self._cache: dict[tuple, dict[str, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ hooks
+    def _check_budget(self, budget: Any) -> Any:
+        return check_budget(budget)
+
+    def _check_options(self) -> None:
+        """Validate ``self.opts`` (override)."""
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        raise NotImplementedError
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _gram_block(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        fx = self._features(x)
+        fy = fx if y is None else self._features(y)
+        return fx @ fy.T
+
+    # ------------------------------------------------------------------ public
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(kernel={self.kernel.spec!r}, method={self.method!r}, "
+            f"budget={self.budget!r}, seed={self.seed})"
+        )
+
+    @property
+    def spec(self) -> str:
+        return self.kernel.spec
+
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, "fitted_", False)
+
+    def _require_fit(self) -> None:
+        if not self.is_fitted:
+            raise RuntimeError(
+                f"this {self.method} approximation is not fitted yet; call .fit(X) first"
+            )
+
+    def fit(self, X: Any, y: Any = None) -> Approximation:
+        """Fit on training inputs ``X`` ``(n, ...)`` (and labels ``y`` where the method uses them)."""
+        x = self.kernel.prepare(X, "X")
+        yt = None if y is None else torch.as_tensor(np.asarray(y) if not torch.is_tensor(y) else y)
+        if yt is not None and yt.shape[0] != x.shape[0]:
+            raise ValueError(f"y has {yt.shape[0]} labels but X has {x.shape[0]} samples")
+        self._cache = {}
+        self.input_shape_ = tuple(x.shape[1:])
+        self._fit(x, yt)
+        self.fitted_ = True
+        return self
+
+    def _input(self, X: Any, name: str = "X") -> torch.Tensor:
+        self._require_fit()
+        x = self.kernel.prepare(X, name)
+        if tuple(x.shape[1:]) != tuple(self.input_shape_):
+            raise ValueError(
+                f"{name} has feature shape {tuple(x.shape[1:])} but the approximation was "
+                f"fitted on {tuple(self.input_shape_)}"
+            )
+        return x
+
+    def fitted_on(self, x: torch.Tensor, **tensors: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The fitted tensors moved to ``x``'s device and dtype (cached)."""
+        key = (x.device, x.dtype)
+        if key not in self._cache:
+            self._cache[key] = {k: v.to(device=x.device, dtype=x.dtype) for k, v in tensors.items()}
+        return self._cache[key]
+
+    @property
+    def n_features(self) -> int:
+        """The feature dimension D of :meth:`features`."""
+        self._require_fit()
+        return int(self.n_features_)
+
+    def features(self, X: Any) -> torch.Tensor:
+        """Feature map ``(n, ...)`` -> ``(n, n_features)``; ``features(X) @ features(Y).T ~ K``."""
+        if not self.has_features:
+            raise NotImplementedError(f"{self.method} has no explicit features; use gram()")
+        return self._features(self._input(X))
+
+    def gram(
+        self, X: Any, Y: Any = None, memory_budget: int | float | str | None = None
+    ) -> torch.Tensor:
+        """The approximate Gram ``(n, m)`` (``features(X) @ features(Y).T`` where features exist)."""
+        parse_memory_budget(memory_budget)
+        x = self._input(X, "X")
+        if Y is None:
+            return self._gram_block(x, None)
+        y = self._input(Y, "Y")
+        check_pair(x, y)
+        return self._gram_block(x, y)
+
+    def diag(self, X: Any) -> torch.Tensor:
+        """The approximate ``k(X[i], X[i])``, shape ``(n,)``."""
+        x = self._input(X)
+        if self.has_features:
+            return self._features(x).square().sum(1)
+        return torch.stack([self._gram_block(x[i : i + 1], None)[0, 0] for i in range(len(x))])
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k.endswith("_") and not k.startswith("_")}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the fitted approximation (torch state, loadable with ``weights_only``)."""
+        self._require_fit()
+        state = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._get_state().items()}
+        payload = {
+            "format": "kernelzoo-approximation/1",
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "kernel": self.kernel.spec,
+            "budget": self.budget,
+            "seed": self.seed,
+            "options": {k: _storable(v) for k, v in self.opts.items()},
+            "state": state,
+        }
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    return value
+
+
+def load(path: str | os.PathLike) -> Approximation:
+    """Load an approximation written by :meth:`Approximation.save`."""
+    from kernelzoo.registry import kernel as make_kernel
+
+    try:
+        payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path}: not a kernelzoo approximation file ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != "kernelzoo-approximation/1":
+        raise ValueError(f"{path}: not a kernelzoo approximation file")
+    module, _, name = payload["class"].partition(":")
+    if not module.startswith("kernelzoo."):
+        raise ValueError(f"{path}: refusing to load class {payload['class']!r}")
+    cls = getattr(importlib.import_module(module), name)
+    obj = cls(make_kernel(payload["kernel"]), budget=payload["budget"], seed=payload["seed"],
+              **payload["options"])
+    state = payload["state"]
+    if "input_shape_" in state:
+        state["input_shape_"] = tuple(state["input_shape_"])
+    obj._set_state(state)
+    obj._cache = {}
+    return obj
+
+
+class FeatureApproximation(Approximation):
+    """An approximation with an explicit feature map (most of them)."""
+
+    has_features = True
+
+

@@ -1,0 +1,1 @@
+"""Kernel families, one module each (see :mod:`kernelzoo.registry` for the list)."""

@@ -1,0 +1,118 @@
+"""Dot-product functions shared by the families, with gradient-safe numerics.
+
+The arc-cosine functions ``f_n(c) = J_n(arccos c) / pi`` (Cho & Saul 2009) are
+the building blocks of the arc-cosine kernel, of the ReLU/abs expectations of
+NNGP/NTK and of the CKN's ``arccos0``/``arccos1`` kappa. They clamp ``c`` into
+[-1, 1] and carry analytic derivatives, so identical inputs (c = 1) give finite
+gradients where the naive composition of ``sqrt`` and ``arccos`` gives NaN
+(GPflow#409):
+
+- ``f_0(c) = 1 - theta/pi``,  ``f_0'(c) = 1 / (pi sqrt(1 - c^2))`` (taken as 0 at |c| = 1,
+  where f_0 has a cusp)
+- ``f_1(c) = (sqrt(1-c^2) + (pi - theta) c) / pi``,  ``f_1'(c) = (pi - theta) / pi``
+- ``f_2(c) = (3 c sqrt(1-c^2) + (pi - theta)(1 + 2c^2)) / pi``,
+  ``f_2'(c) = 4 (sqrt(1-c^2) + c (pi - theta)) / pi``
+
+``f_0(1) = f_1(1) = 1`` and ``f_2(1) = 3`` (``J_n(0) = pi (2n - 1)!!``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["arccos_fn", "safe_sqrt", "safe_div", "cosine"]
+
+_PI = math.pi
+
+
+def _forward(c: torch.Tensor, degree: int) -> torch.Tensor:
+    c = c.clamp(-1.0, 1.0)
+    theta = torch.arccos(c)
+    if degree == 0:
+        return 1.0 - theta / _PI
+    s = (1.0 - c * c).clamp_min_(0.0).sqrt_()
+    rest = (_PI - theta).mul_(1.0 / _PI)  # (pi - theta) / pi
+    if degree == 1:
+        return s.mul_(1.0 / _PI).addcmul_(rest, c)
+    return s.mul_(c).mul_(3.0 / _PI).addcmul_(rest, 2.0 * c * c + 1.0)
+
+
+def _derivative(c: torch.Tensor, degree: int) -> torch.Tensor:
+    c = c.clamp(-1.0, 1.0)
+    if degree == 0:
+        s2 = 1.0 - c * c
+        safe = torch.where(s2 > 0, s2, torch.ones_like(s2))
+        return torch.where(s2 > 0, safe.rsqrt() / _PI, torch.zeros_like(s2))
+    rest = (_PI - torch.arccos(c)) / _PI
+    if degree == 1:
+        return rest
+    s = (1.0 - c * c).clamp_min(0.0).sqrt()
+    return 4.0 * (s / _PI + c * rest)
+
+
+class _ArcCos(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, c: torch.Tensor, degree: int) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(c)
+        ctx.degree = degree
+        return _forward(c, degree)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (c,) = ctx.saved_tensors
+        # zero slope outside [-1, 1]: the clamp
+        inside = (c >= -1.0) & (c <= 1.0)
+        d = _derivative(c, ctx.degree) * inside
+        return grad * d, None
+
+
+def arccos_fn(c: torch.Tensor, degree: int) -> torch.Tensor:
+    """``f_n(c) = J_n(arccos c) / pi`` for ``degree`` n in {0, 1, 2}, elementwise.
+
+    Shape: any; same shape out. Gradient-safe at c = +-1.
+    """
+    if degree not in (0, 1, 2):
+        raise ValueError(f"degree must be 0, 1 or 2, got {degree!r}")
+    if torch.is_grad_enabled() and c.requires_grad:
+        return _ArcCos.apply(c, degree)
+    return _forward(c, degree)
+
+
+class _SafeSqrt(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = x.clamp_min(0.0).sqrt()
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (out,) = ctx.saved_tensors
+        positive = out > 0
+        safe = torch.where(positive, out, torch.ones_like(out))
+        return torch.where(positive, grad / (2.0 * safe), torch.zeros_like(grad))
+
+
+def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(max(x, 0))`` whose gradient is 0 (not inf/NaN) at 0."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SafeSqrt.apply(x)
+    return x.clamp_min(0.0).sqrt()
+
+
+def safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` where ``den != 0``, else 0, with no NaN in either gradient."""
+    nonzero = den != 0
+    safe = torch.where(nonzero, den, torch.ones_like(den))
+    return torch.where(nonzero, num / safe, torch.zeros_like(num))
+
+
+def cosine(dot: torch.Tensor, norm_x: torch.Tensor, norm_y: torch.Tensor) -> torch.Tensor:
+    """``dot[i, j] / (norm_x[i] norm_y[j])`` clamped into [-1, 1]; 0 where a norm is 0.
+
+    Shape: ``dot (n, m)``, ``norm_x (n,)``, ``norm_y (m,)`` -> ``(n, m)``.
+    """
+    den = norm_x[:, None] * norm_y[None, :]
+    return safe_div(dot, den).clamp(-1.0, 1.0)

@@ -1,0 +1,1 @@
+"""Tiled evaluation and linear algebra shared by the families."""
