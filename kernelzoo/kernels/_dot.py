@@ -22,7 +22,7 @@ import math
 
 import torch
 
-__all__ = ["arccos_fn", "safe_sqrt", "safe_div", "cosine"]
+__all__ = ["arccos_fn", "arccos_fn_theta", "refine_near_parallel", "safe_sqrt", "safe_div", "cosine"]
 
 _PI = math.pi
 
@@ -116,3 +116,42 @@ def cosine(dot: torch.Tensor, norm_x: torch.Tensor, norm_y: torch.Tensor) -> tor
     """
     den = norm_x[:, None] * norm_y[None, :]
     return safe_div(dot, den).clamp(-1.0, 1.0)
+
+
+def arccos_fn_theta(theta: torch.Tensor, degree: int) -> torch.Tensor:
+    """``f_n`` from the angle itself (no round trip through the cosine)."""
+    c, s = torch.cos(theta), torch.sin(theta)
+    rest = (_PI - theta) / _PI
+    if degree == 0:
+        return rest
+    if degree == 1:
+        return s / _PI + rest * c
+    return 3.0 * s * c / _PI + rest * (1.0 + 2.0 * c * c)
+
+
+def refine_near_parallel(
+    x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, f: torch.Tensor, degree: int,
+    tol: float = 1e-6,
+) -> None:
+    """Recompute ``f = f_n(angle(x_i, y_j))`` in place where ``|c| > 1 - tol``.
+
+    Near angle 0 or pi, ``arccos`` of a rounded cosine loses half the digits
+    (an error of ``eps`` in c is an error of ``sqrt(eps)`` in theta, which
+    ``f_0`` passes on). Those few entries are redone with Kahan's formula
+    ``theta = 2 atan2(|x/|x| - y/|y||, |x/|x| + y/|y||)``, exact for identical
+    inputs. Gradient-free (used on the no-grad path).
+
+    Shape: ``x (n, d)``, ``y (m, d)``, ``c`` and ``f`` ``(n, m)``.
+    """
+    idx = (c.abs() > 1.0 - tol).nonzero()
+    if idx.numel() == 0:
+        return
+    rows, cols = idx[:, 0], idx[:, 1]
+    xh = safe_div(x, x.norm(dim=1, keepdim=True))
+    yh = safe_div(y, y.norm(dim=1, keepdim=True))
+    chunk = max(1, (1 << 24) // max(1, x.shape[1]))
+    for start in range(0, rows.numel(), chunk):
+        r, q = rows[start : start + chunk], cols[start : start + chunk]
+        a, b = xh[r], yh[q]
+        theta = 2.0 * torch.atan2((a - b).norm(dim=1), (a + b).norm(dim=1))
+        f[r, q] = arccos_fn_theta(theta, degree)

@@ -16,52 +16,26 @@ from __future__ import annotations
 import torch
 
 from kernelzoo._validation import as_vectors
-from kernelzoo.kernels._dot import arccos_fn, cosine, safe_sqrt
+from kernelzoo.kernels._dot import arccos_fn, cosine, refine_near_parallel, safe_sqrt
 from kernelzoo.kernels.base import Kernel, Param, check_int
 
 __all__ = ["ArcCosine", "arccos_layers"]
 
 
-def arccos_layers(
-    dot: torch.Tensor,
-    kxx: torch.Tensor,
-    kyy: torch.Tensor,
-    degree: int,
-    depth: int,
-    same: bool = False,
-) -> torch.Tensor:
-    """Apply ``depth`` arc-cosine layers to a block of dot products.
+def arccos_layers(c: torch.Tensor, degree: int, depth: int) -> torch.Tensor:
+    """``f`` of the last layer from the input cosines, by the recursion on cosines.
 
-    Parameters
-    ----------
-    dot : (n, m) tensor
-        ``k^(0)(x_i, y_j)``.
-    kxx, kyy : (n,), (m,) tensors
-        ``k^(0)(x_i, x_i)`` and ``k^(0)(y_j, y_j)``.
-    same : bool
-        The block is a diagonal tile (x is y): its diagonal has angle 0 exactly.
+    The diagonal of every layer is known in closed form (``k^(l)(x, x)`` is 1,
+    ``|x|^2`` or ``3 k^(l-1)(x, x)^2`` for degrees 0, 1, 2), so the cosine of
+    layer l+1 is ``f_n(c_l)`` (degrees 0, 1) or ``f_2(c_l) / 3`` (degree 2):
+    no square roots or divisions after the first layer.
 
-    Returns
-    -------
-    (n, m) tensor ``k^(depth)``.
+    Shape: ``c`` (any) -> same shape, ``f_n(c_{depth-1})``.
     """
-    k = dot
-    for _ in range(depth):
-        nx, ny = safe_sqrt(kxx), safe_sqrt(kyy)
-        c = cosine(k, nx, ny)
-        if same:
-            c = c.fill_diagonal_(1.0) if not c.requires_grad else _set_diag_one(c)
-        f = arccos_fn(c, degree)
-        if degree == 0:
-            # k = 0 when either input is zero (no continuous value there)
-            nonzero = (nx[:, None] > 0) & (ny[None, :] > 0)
-            k = f * nonzero
-        elif degree == 1:
-            k = f * (nx[:, None] * ny[None, :])
-        else:
-            k = f * (kxx[:, None] * kyy[None, :])
-        kxx, kyy = _diag_update(kxx, degree), _diag_update(kyy, degree)
-    return k
+    f = arccos_fn(c, degree)
+    for _ in range(depth - 1):
+        f = arccos_fn(f if degree < 2 else f / 3.0, degree)
+    return f
 
 
 def _set_diag_one(c: torch.Tensor) -> torch.Tensor:
@@ -76,6 +50,21 @@ def _diag_update(kxx: torch.Tensor, degree: int) -> torch.Tensor:
     if degree == 1:
         return kxx
     return 3.0 * kxx * kxx
+
+
+def _diag_at_layer(kxx: torch.Tensor, degree: int, layers: int) -> torch.Tensor:
+    for _ in range(layers):
+        kxx = _diag_update(kxx, degree)
+    return kxx
+
+
+def _scale(f: torch.Tensor, kxx: torch.Tensor, kyy: torch.Tensor, degree: int, depth: int):
+    """``k^(depth)(x_i, y_j)`` from the last ``f`` and the input squared norms."""
+    if degree == 0:
+        return f * ((kxx[:, None] > 0) & (kyy[None, :] > 0))
+    if degree == 1:
+        return f * (safe_sqrt(kxx)[:, None] * safe_sqrt(kyy)[None, :])
+    return f * (_diag_at_layer(kxx, 2, depth - 1)[:, None] * _diag_at_layer(kyy, 2, depth - 1)[None, :])
 
 
 class ArcCosine(Kernel):
@@ -104,14 +93,20 @@ class ArcCosine(Kernel):
     def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
         kxx = x.square().sum(1)
         kyy = kxx if same else y.square().sum(1)
-        return arccos_layers(x @ y.T, kxx, kyy, self.degree, self.depth, same)
+        c = cosine(x @ y.T, safe_sqrt(kxx), safe_sqrt(kyy))
+        grad = torch.is_grad_enabled() and c.requires_grad
+        if same:
+            c = _set_diag_one(c) if grad else c.fill_diagonal_(1.0)
+        f = arccos_fn(c, self.degree)
+        if not grad:
+            refine_near_parallel(x, y, c, f, self.degree)
+        if self.depth > 1:
+            f = arccos_layers(f if self.degree < 2 else f / 3.0, self.degree, self.depth - 1)
+        return _scale(f, kxx, kyy, self.degree, self.depth)
 
     def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
         item = x.element_size()
         return item * (5 * n_rows * n_cols + (n_rows + n_cols) * (x.shape[1] + 4))
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
-        k = x.square().sum(1)
-        for _ in range(self.depth):
-            k = _diag_update(k, self.degree)
-        return k
+        return _diag_at_layer(x.square().sum(1), self.degree, self.depth)
