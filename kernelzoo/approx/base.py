@@ -166,6 +166,12 @@ class Approximation:
             return self._features(x).square().sum(1)
         return torch.stack([self._gram_block(x[i : i + 1], None)[0, 0] for i in range(len(x))])
 
+    def to_gpytorch(self, **options: Any):
+        """This approximation as a ``gpytorch.kernels.Kernel`` (low-rank operators for features)."""
+        from kernelzoo.integrations.gpytorch import to_gpytorch
+
+        return to_gpytorch(self, **options)
+
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k.endswith("_") and not k.startswith("_")}

@@ -149,6 +149,8 @@ def read_cifar10(
     splits = {"train": ("train",), "test": ("test",), "all": ("train", "test")}
     if split not in splits:
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"n must be a positive int or None, got {n!r}")
     folder = find_cifar10_dir(root, splits[split])
     names = [b for s in splits[split] for b in (_TRAIN_BATCHES if s == "train" else _TEST_BATCHES)]
     images, labels, count = [], [], 0

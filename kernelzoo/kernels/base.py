@@ -230,6 +230,12 @@ class Kernel:
 
     __call__ = gram
 
+    def to_gpytorch(self, **options: Any):
+        """This kernel as a ``gpytorch.kernels.Kernel`` (see :mod:`kernelzoo.integrations.gpytorch`)."""
+        from kernelzoo.integrations.gpytorch import to_gpytorch
+
+        return to_gpytorch(self, **options)
+
     # ------------------------------------------------------------------ approximations
     def approximate(self, method: str, budget: Any = None, seed: int = 0, **options: Any):
         """An unfitted approximation of this kernel; call ``.fit(X)`` on it.

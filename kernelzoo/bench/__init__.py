@@ -1,0 +1,1 @@
+"""Harnesses that put the kernels side by side; each returns a tidy pandas DataFrame."""

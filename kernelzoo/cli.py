@@ -1,0 +1,173 @@
+"""The ``kernelzoo`` command line.
+
+Subcommands: ``list``, ``gram``, ``compare``, ``data fetch``. Errors are one
+clear line on stderr and a non-zero exit, not a traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["main", "build_parser"]
+
+
+class CLIError(Exception):
+    """An error reported as one line with exit code 2."""
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from kernelzoo.registry import available, kernel_class
+
+    for family in available():
+        cls = kernel_class(family)
+        print(f"{family}")
+        for p in cls.params:
+            doc = f"  # {p.doc}" if p.doc else ""
+            print(f"    {p.name}={p.default!r}{doc}")
+        print(f"    approximations: {', '.join(cls.approximations)}")
+    return 0
+
+
+def _load_array(path: str, name: str) -> np.ndarray:
+    if not os.path.exists(path):
+        raise CLIError(f"{name}: file not found: {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise CLIError(f"{name}: cannot read {path} as a .npy array ({exc})") from None
+    if isinstance(arr, np.lib.npyio.NpzFile):
+        raise CLIError(f"{name}: {path} is an .npz archive; give a .npy array")
+    return arr
+
+
+def save_npy_atomic(path: str, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npy.tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _cmd_gram(args: argparse.Namespace) -> int:
+    import torch
+
+    import kernelzoo as kz
+
+    if (args.out is None) == (args.store is None):
+        raise CLIError("give exactly one of --out K.npy or --store K.zarr")
+    k = kz.kernel(args.spec)
+    x = _load_array(args.x, "--x")
+    y = None if args.y is None else _load_array(args.y, "--y")
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
+    xt = torch.as_tensor(x).to(device=args.device, dtype=dtype)
+    yt = None if y is None else torch.as_tensor(y).to(device=args.device, dtype=dtype)
+    if args.store is not None:
+        try:
+            from kernelzoo.integrations.dask import gram_to_store
+        except ImportError as exc:
+            raise CLIError(
+                f"--store needs the distributed extra: pip install 'kernelzoo[dist]' ({exc})"
+            ) from None
+        gram_to_store(
+            k, xt, yt, args.store, tile=args.tile, scheduler=args.scheduler,
+            memory_budget=args.memory_budget, progress=True,
+        )
+        print(f"wrote {args.store}")
+        return 0
+    gram = k.gram(xt, yt, memory_budget=args.memory_budget)
+    save_npy_atomic(args.out, gram.cpu().numpy())
+    print(f"wrote {args.out} {tuple(gram.shape)} {args.dtype}")
+    return 0
+
+
+def _cmd_data_fetch(args: argparse.Namespace) -> int:
+    from kernelzoo.data import fetch
+
+    path = fetch(args.name, root=args.root)
+    print(f"{args.name}: files in {path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from kernelzoo.bench.compare import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kernelzoo",
+        description="Kernels of convolutional and infinitely wide networks, exact and "
+        "approximated, side by side.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("list", help="families, parameters, defaults, approximations")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("gram", help="compute a Gram matrix into a .npy file or a zarr store")
+    p.add_argument("spec", help="kernel spec, e.g. \"arccos(degree=1, depth=2)\"")
+    p.add_argument("--x", required=True, help="inputs X as a .npy file, (n, d) or (n, C, H, W)")
+    p.add_argument("--y", help="optional second input Y (.npy); default: X with itself")
+    p.add_argument("--out", help="output .npy (written atomically)")
+    p.add_argument("--store", help="output zarr store (resumable, tiled; needs the dist extra)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--memory-budget", default=None, help="working memory, e.g. 2GB")
+    p.add_argument("--tile", type=int, default=None, help="tile size of a --store")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address for --store")
+    p.set_defaults(func=_cmd_gram)
+
+    p = sub.add_parser("compare", help="the main job: every family through every harness")
+    try:
+        from kernelzoo.bench.compare import add_arguments
+    except ImportError:  # harnesses not installed in this build
+        add_arguments = None
+    if add_arguments is not None:
+        add_arguments(p)
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("data", help="datasets")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    data_sub.required = True
+    f = data_sub.add_parser("fetch", help="obtain MNIST or Fashion-MNIST files where possible")
+    f.add_argument("name", choices=["mnist", "fashion-mnist"])
+    f.add_argument("--root", default=None, help="data folder (default $KERNELZOO_DATA or cache)")
+    f.set_defaults(func=_cmd_data_fetch)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("kernelzoo: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
+        if args.debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"kernelzoo {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

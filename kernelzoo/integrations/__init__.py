@@ -1,0 +1,1 @@
+"""Bridges to other libraries: gpytorch kernels, scikit-learn transformers, Dask."""

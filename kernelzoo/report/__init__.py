@@ -1,0 +1,1 @@
+"""Reports from harness DataFrames: Markdown/CSV tables and matplotlib plots."""
