@@ -112,6 +112,8 @@ def tiled_gram(
         if symmetric:
             same = r0 == c0
             tile_k = block(x[r0:r1], x[c0:c1], same)
+            if same:  # GEMMs are not exactly symmetric: make the diagonal tile so
+                tile_k = 0.5 * (tile_k + tile_k.T)
             out[r0:r1, c0:c1] = tile_k
             if not same:
                 out[c0:c1, r0:r1] = tile_k.T
