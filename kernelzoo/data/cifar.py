@@ -81,7 +81,7 @@ def _unpickle(path: Path) -> dict[Any, Any]:
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
         raise ValueError(f"CIFAR-10 file {str(path)!r} is not a readable pickle: {err}") from err
     if not isinstance(obj, dict):
-        raise ValueError(f"CIFAR-10 file {str(path)!r} should hold a dict, holds {type(obj)}")
+        raise TypeError(f"CIFAR-10 file {str(path)!r} should hold a dict, holds {type(obj)}")
     return obj
 
 

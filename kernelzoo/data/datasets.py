@@ -18,6 +18,7 @@ mnist|fashion-mnist`` installs the IDX files into the data folder.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,20 +32,20 @@ from kernelzoo.data import cifar
 from kernelzoo.data.idx import IDX_ROLES, check_idx_pair, find_idx_files, idx_file_name, read_idx
 
 __all__ = [
+    "DIGITS_SPLIT_SEED",
+    "DIGITS_TEST_FRACTION",
+    "SYSTEM_DATA_DIRS",
     "Dataset",
     "available_datasets",
-    "load_dataset",
     "data_home",
     "dataset_dir",
-    "make_images",
+    "load_dataset",
     "make_blobs",
+    "make_images",
     "train_val_test_split",
-    "DIGITS_TEST_FRACTION",
-    "DIGITS_SPLIT_SEED",
-    "SYSTEM_DATA_DIRS",
 ]
 
-#: Fraction of the 1797 digits held out as "test" (stratified, seeded): 450 test, 1347 train.
+#: Fraction of the 1797 digits held out as "test" (stratified, seeded): 449 test, 1348 train.
 DIGITS_TEST_FRACTION = 0.25
 #: Seed of the fixed digits split.
 DIGITS_SPLIT_SEED = 0
@@ -186,7 +187,7 @@ def load_dataset(
         "all" is the training split followed by the test split. ``digits``
         has no official split: "train"/"test" are a fixed stratified split
         (:data:`DIGITS_TEST_FRACTION` of each class held out, seed
-        :data:`DIGITS_SPLIT_SEED`; 1347 train, 450 test), each kept in the
+        :data:`DIGITS_SPLIT_SEED`; 1348 train, 449 test), each kept in the
         original order. ``synthetic`` draws :func:`make_images` with seed 0
         for "train" and 1 for "test" (256 each unless ``n`` says otherwise).
     root : str or Path, optional
@@ -222,7 +223,8 @@ def load_dataset(
         return _load_synthetic(split, n)
     if key == "cifar10":
         images, labels, classes = _read_cifar(root, split, n)
-        X, y = images.astype(np.float32) / np.float32(255.0), labels
+        X, y = images.astype(np.float32), labels
+        X /= np.float32(255.0)
     elif key == "digits":
         X, y = _load_digits(split)
         classes = _DIGIT_CLASSES
@@ -239,14 +241,22 @@ def load_dataset(
 # --- digits -------------------------------------------------------------------------------
 
 
-def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     X = (bunch.images[:, None, :, :] / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
+    X.setflags(write=False)
+    y.setflags(write=False)
+    return X, y
+
+
+def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    X, y = _digits_arrays()  # cached read-only; every split below is a fresh copy
     if split == "all":
-        return X, y
+        return X.copy(), y.copy()
     train, _, test = _split_indices(y, 0, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED, True)
     idx = train if split == "train" else test
     return X[idx], y[idx]
@@ -302,13 +312,16 @@ def _load_idx_dataset(key: str, split: str, root: str | Path | None) -> tuple[np
         img, lab = read_idx(img_path), read_idx(lab_path)
         check_idx_pair(img_path, lab_path, img, lab)
         if img.dtype != np.uint8:
-            raise ValueError(f"IDX file {str(img_path)!r} should hold uint8 pixels, has {img.dtype}")
+            raise ValueError(
+                f"IDX file {str(img_path)!r} should hold uint8 pixels, has {img.dtype}"
+            )
         n_classes = len(_IDX_DATASETS[key])
         if lab.size and (lab.min() < 0 or lab.max() >= n_classes):
             raise ValueError(f"IDX file {str(lab_path)!r} has labels outside 0..{n_classes - 1}")
         images.append(img)
         labels.append(lab.astype(np.int64))
-    X = (np.concatenate(images)[:, None, :, :]).astype(np.float32) / np.float32(255.0)
+    X = np.concatenate(images)[:, None, :, :].astype(np.float32)
+    X /= np.float32(255.0)
     return X, np.concatenate(labels)
 
 
@@ -414,9 +427,10 @@ def make_images(
     rows = np.arange(height)[:, None] / height
     cols = np.arange(width)[None, :] / width
     f = freq[y]  # (n, C, 2, 2)
-    angle = 2 * np.pi * (
-        f[..., 0, None, None] * rows + f[..., 1, None, None] * cols
-    ) + (phase[y] + jitter)[..., None, None]  # (n, C, 2, H, W)
+    angle = (
+        2 * np.pi * (f[..., 0, None, None] * rows + f[..., 1, None, None] * cols)
+        + (phase[y] + jitter)[..., None, None]
+    )  # (n, C, 2, H, W)
     X = 0.5 + 0.25 * contrast * np.cos(angle).sum(axis=2)
     X += noise * rng.standard_normal(X.shape)
     return np.clip(X, 0.0, 1.0).astype(np.float32), y
@@ -476,7 +490,7 @@ def _split_size(value: Any, n: int, name: str) -> int:
     if isinstance(value, (float, np.floating)):
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{name} as a fraction must be in [0, 1), got {value}")
-        return int(round(float(value) * n))
+        return round(float(value) * n)
     raise TypeError(f"{name} must be a fraction in [0, 1) or a count, got {value!r}")
 
 
@@ -492,17 +506,14 @@ def _allocate(sizes: np.ndarray, total: int) -> np.ndarray:
 
 
 def _split_indices(
-    y: np.ndarray, n_val: int | float, n_test: int | float, seed: int, stratify: bool
+    y: np.ndarray, n_val: float, n_test: float, seed: int, stratify: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(y)
     n_test = _split_size(n_test, n, "test")
     n_val = _split_size(n_val, n, "val")
     if n_val + n_test >= n:
-        raise ValueError(
-            f"val ({n_val}) and test ({n_test}) leave no training example out of {n}"
-        )
-    groups = np.unique(y) if stratify else np.zeros(1)
-    members = [np.flatnonzero(y == g) for g in groups] if stratify else [np.arange(n)]
+        raise ValueError(f"val ({n_val}) and test ({n_test}) leave no training example out of {n}")
+    members = [np.flatnonzero(y == g) for g in np.unique(y)] if stratify else [np.arange(n)]
     rng = np.random.default_rng(seed)
     perms = [rng.permutation(m) for m in members]
     sizes = np.array([len(m) for m in members], dtype=np.int64)
@@ -526,8 +537,8 @@ def train_val_test_split(
     X: np.ndarray | torch.Tensor,
     y: np.ndarray | torch.Tensor,
     *,
-    val: float | int = 0.1,
-    test: float | int = 0.2,
+    val: float = 0.1,
+    test: float = 0.2,
     seed: int = 0,
     stratify: bool = True,
 ) -> tuple[Any, Any, Any, Any, Any, Any]:

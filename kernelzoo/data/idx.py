@@ -23,12 +23,12 @@ import numpy as np
 
 __all__ = [
     "IDX_ROLES",
-    "read_idx",
-    "write_idx",
+    "check_idx_pair",
     "find_idx_files",
     "idx_file_name",
-    "check_idx_pair",
+    "read_idx",
     "validate_idx_files",
+    "write_idx",
 ]
 
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -58,7 +58,9 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
-        raise ValueError(f"IDX file {str(path)!r} is a corrupt or truncated gzip file: {err}") from err
+        raise ValueError(
+            f"IDX file {str(path)!r} is a corrupt or truncated gzip file: {err}"
+        ) from err
 
 
 def read_idx(path: str | Path) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from kernelzoo._validation import as_vectors
-from kernelzoo.kernels._dot import arccos_fn, cosine, refine_near_parallel, safe_sqrt
+from kernelzoo.kernels._dot import arccos_fn, cosine, refine_near_parallel, safe_div, safe_sqrt
 from kernelzoo.kernels.base import Kernel, Param, check_int
 
 __all__ = ["ArcCosine", "arccos_layers"]
@@ -93,8 +93,13 @@ class ArcCosine(Kernel):
     def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
         kxx = x.square().sum(1)
         kyy = kxx if same else y.square().sum(1)
-        c = cosine(x @ y.T, safe_sqrt(kxx), safe_sqrt(kyy))
-        grad = torch.is_grad_enabled() and c.requires_grad
+        grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+        if grad:
+            c = cosine(x @ y.T, safe_sqrt(kxx), safe_sqrt(kyy))
+        else:  # cosines straight from one GEMM of unit rows (zero rows stay zero)
+            xh = safe_div(x, kxx.sqrt()[:, None])
+            yh = xh if same else safe_div(y, kyy.sqrt()[:, None])
+            c = (xh @ yh.T).clamp_(-1.0, 1.0)
         if same:
             c = _set_diag_one(c) if grad else c.fill_diagonal_(1.0)
         f = arccos_fn(c, self.degree)
