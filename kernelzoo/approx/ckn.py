@@ -1,0 +1,491 @@
+"""Nyström CKN networks (Mairal 2016): ``layerwise`` (k-means anchors) and ``supervised``.
+
+Each layer (:class:`CKNLayer`) maps a feature map ``(n, C, H, W)`` to
+``(n, p, h, w)``: patches of size ``f`` at every position (zero padding
+``f // 2``), ``psi(z) = |z| kappa(Z Z^T)^{-1/2} kappa(Z z / |z|)`` with ``p``
+anchors Z on the unit sphere, then the Gaussian pooling of the exact kernel
+(:mod:`kernelzoo.kernels._ckn_ops`, same matrices). ``<psi(z), psi(z')>`` is the
+kernel of the projections onto the span of the anchors' feature maps, so with
+enough anchors the network's Gram converges to the exact CKN Gram; the
+features are the flattened last map (their dot product sums over positions).
+
+``layerwise`` fits the anchors greedily, layer by layer, by spherical k-means
+on patches sampled at random (seeded) from the training images.
+``supervised`` starts there and trains the anchors end to end, alternating an
+exact refit of a one-vs-all linear classifier (lambda chosen on a validation
+split taken out of the training data) with SGD on the anchors, re-projected
+to the sphere after every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernelzoo.approx.base import Approximation, check_budget, generator
+from kernelzoo.kernels._ckn_ops import kappa_fn, pooling_matrix
+from kernelzoo.kernels._dot import safe_div, safe_sqrt
+from kernelzoo.ops.linalg import inv_sqrt_psd
+
+__all__ = ["CKNLayer", "CKNNetwork", "LayerwiseCKN", "SupervisedCKN", "spherical_kmeans"]
+
+
+class CKNLayer(nn.Module):
+    """One Nyström CKN layer: patches, kernel map on anchors, ``kappa(Z Z^T)^{-1/2}``, pooling.
+
+    Parameters
+    ----------
+    anchors : (p, C * f * f) tensor
+        Anchor patches (normalised to the unit sphere here); the ``weight`` parameter.
+    filter_size, subsampling : int
+    kappa : str
+        ``exp``, ``arccos0``, ``arccos1`` or ``poly2``; ``sigma`` is used by ``exp``.
+    eps : float
+        Ridge added to the eigenvalues of ``kappa(Z Z^T)``.
+    rel_clip : float, optional
+        Eigenvalues below ``rel_clip * max`` are clipped (default 1e-6 for
+        float32, 1e-12 for float64).
+
+    Shape: ``(n, C, H, W)`` -> ``(n, p, floor((H-1)/s)+1, floor((W-1)/s)+1)``.
+    """
+
+    def __init__(self, anchors: torch.Tensor, filter_size: int, subsampling: int, kappa: str,
+                 sigma: float, eps: float = 0.0, rel_clip: float | None = None) -> None:
+        super().__init__()
+        _p, dim = anchors.shape
+        if dim % (filter_size * filter_size):
+            raise ValueError(
+                f"anchors have {dim} entries, not a multiple of filter_size^2={filter_size**2}"
+            )
+        self.in_channels = dim // (filter_size * filter_size)
+        self.filter_size, self.subsampling = int(filter_size), int(subsampling)
+        self.kappa, self.sigma = kappa, float(sigma)
+        self.eps, self.rel_clip = float(eps), rel_clip
+        self.weight = nn.Parameter(safe_div(anchors, anchors.norm(dim=1, keepdim=True)))
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def n_anchors(self) -> int:
+        return self.weight.shape[0]
+
+    def normalise_(self) -> None:
+        """Project the anchors back onto the unit sphere (after an optimiser step)."""
+        with torch.no_grad():
+            self.weight.copy_(safe_div(self.weight, self.weight.norm(dim=1, keepdim=True)))
+
+    def normalization(self) -> torch.Tensor:
+        """``(kappa(Z Z^T) + eps I)^{-1/2}``, ``(p, p)``; cached while the anchors do not change."""
+        z = self.weight
+        track = torch.is_grad_enabled() and z.requires_grad
+        key = (z._version, z.dtype, z.device)
+        if not track and key in self._cache:
+            return self._cache[key]
+        # no clamp: exp and poly2 need none, arccos_fn clamps itself (a clamp at the
+        # diagonal's 1 would make the map non-differentiable there)
+        gram = kappa_fn(z @ z.T, self.kappa, self.sigma)
+        rel_clip = self.rel_clip
+        if rel_clip is None:
+            rel_clip = 1e-6 if z.dtype == torch.float32 else 1e-12
+        out = inv_sqrt_psd(gram, eps=self.eps, rel_clip=rel_clip)
+        if not track:
+            self._cache = {key: out}
+        return out
+
+    def patch_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The kernel map before pooling: ``(n, C, H, W)`` -> ``(n, p, H, W)``."""
+        f = self.filter_size
+        c = x.shape[1]
+        if c != self.in_channels:
+            raise ValueError(f"CKNLayer expects {self.in_channels} channels, got {c}")
+        z = self.weight.to(x.dtype)
+        ones = torch.ones(1, c, f, f, dtype=x.dtype, device=x.device)
+        norms = safe_sqrt(F.conv2d(x * x, ones, padding=f // 2))  # (n, 1, H, W)
+        dots = F.conv2d(x, z.reshape(-1, c, f, f), padding=f // 2)  # (n, p, H, W)
+        mapped = kappa_fn(safe_div(dots, norms), self.kappa, self.sigma) * norms
+        w = self.normalization().to(x.dtype)
+        return torch.einsum("qp,nphw->nqhw", w, mapped)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mapped = self.patch_map(x)
+        if self.subsampling == 1:
+            return mapped
+        h, w = mapped.shape[2:]
+        g_rows = pooling_matrix(h, self.subsampling, x.dtype, x.device)
+        g_cols = pooling_matrix(w, self.subsampling, x.dtype, x.device)
+        return g_rows @ mapped @ g_cols.T
+
+
+class CKNNetwork(nn.Module):
+    """A stack of :class:`CKNLayer`; ``forward`` returns the flattened last map.
+
+    Shape: ``(n, C, H, W)`` -> ``(n, p_L * h_L * w_L)``.
+    """
+
+    def __init__(self, layers: list[CKNLayer]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def maps(self, x: torch.Tensor, n_layers: int | None = None) -> torch.Tensor:
+        for layer in list(self.layers)[:n_layers]:
+            x = layer(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maps(x).flatten(1)
+
+
+def _kmeans_plus_plus(points: torch.Tensor, n_clusters: int, gen: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding on the sphere: each new centre drawn with probability ~ 1 - max cos."""
+    n = points.shape[0]
+    uniforms = torch.rand(n_clusters, generator=gen, dtype=torch.float64)
+    first = int(uniforms[0] * n)
+    chosen = [min(first, n - 1)]
+    closest = (points @ points[chosen[0]]).clamp(-1.0, 1.0)
+    for c in range(1, n_clusters):
+        dist = (1.0 - closest).clamp_min(0.0).double()
+        cum = dist.cumsum(0)
+        if float(cum[-1]) <= 0:  # every point is already a centre
+            idx = int(uniforms[c] * n)
+        else:
+            target = (uniforms[c] * cum[-1]).to(cum.device)
+            idx = int(torch.searchsorted(cum, target.reshape(1)).clamp_max(n - 1))
+        chosen.append(idx)
+        closest = torch.maximum(closest, points @ points[idx])
+    return points[torch.tensor(chosen, device=points.device)].clone()
+
+
+def spherical_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int,
+                     gen: torch.Generator) -> torch.Tensor:
+    """Spherical k-means on unit-norm rows (cosine similarity, centres renormalised).
+
+    With at most ``n_clusters`` distinct points, the distinct points themselves.
+    Initial centres by k-means++ seeding (with ``1 - cos`` as the distance), and
+    the reseeding of empty clusters, are drawn from ``gen``.
+
+    Shape: ``(N, D)`` -> ``(min(n_clusters, distinct N), D)``.
+    """
+    n = points.shape[0]
+    if n <= 4 * n_clusters:
+        unique = torch.unique(points, dim=0)
+        if unique.shape[0] <= n_clusters:
+            return unique
+    centres = _kmeans_plus_plus(points, n_clusters, gen)
+    chunk = max(1, (1 << 25) // max(1, n_clusters))
+    for _ in range(n_iter):
+        assign = torch.cat([
+            (points[s:s + chunk] @ centres.T).argmax(1) for s in range(0, n, chunk)
+        ])
+        sums = torch.zeros_like(centres).index_add_(0, assign, points)
+        counts = torch.bincount(assign, minlength=n_clusters)
+        empty = (counts == 0).nonzero().flatten()
+        if empty.numel():
+            refill = torch.randint(n, (empty.numel(),), generator=gen).to(points.device)
+            sums[empty] = points[refill]
+        centres = safe_div(sums, sums.norm(dim=1, keepdim=True))
+    return centres
+
+
+class LayerwiseCKN(Approximation):
+    """Mairal's Nyström CKN network with anchors from spherical k-means, layer by layer.
+
+    ``budget``: anchors per layer, an int for every layer or a list (one per layer).
+
+    Options
+    -------
+    n_patches : int, default 100000
+        Patches sampled (seeded, uniformly over images and positions) per layer,
+        capped by how many exist.
+    kmeans_iters : int, default 20
+    eps : float, default 0.0
+        Ridge on the eigenvalues of ``kappa(Z Z^T)``.
+    rel_clip : float, optional
+        Eigenvalue clipping (default 1e-6 in float32, 1e-12 in float64).
+    batch_size : int, default 256
+        Images per forward pass when computing features.
+
+    If a layer has fewer distinct non-zero patches than anchors, every distinct
+    patch becomes an anchor (the layer is then exact on the training images).
+    """
+
+    method = "layerwise"
+    options: ClassVar[dict[str, Any]] = {
+        "n_patches": 100000, "kmeans_iters": 20, "eps": 0.0, "rel_clip": None, "batch_size": 256,
+    }
+
+    def __init__(self, kernel, budget: Any = None, seed: int = 0, **options: Any) -> None:
+        super().__init__(kernel, budget=budget, seed=seed, **options)
+        self._networks: dict[tuple, CKNNetwork] = {}
+
+    # ------------------------------------------------------------------ checks
+    def _check_budget(self, budget: Any) -> Any:
+        n_layers = self.kernel.n_layers
+        if isinstance(budget, (list, tuple)):
+            values = [check_budget(b, "budget") for b in budget]
+            if n_layers is not None and len(values) != n_layers:
+                raise ValueError(
+                    f"budget has {len(values)} values but the kernel has n_layers={n_layers}"
+                )
+            return values
+        if budget is None:
+            raise ValueError("budget (anchors per layer: an int or a list) is required")
+        return check_budget(budget, "budget")
+
+    def _check_options(self) -> None:
+        for name in ("n_patches", "kmeans_iters", "batch_size"):
+            check_budget(self.opts[name], name)
+        eps = self.opts["eps"]
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
+            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+
+    def _anchors_per_layer(self) -> list[int]:
+        b = self.budget
+        return list(b) if isinstance(b, list) else [b] * self.kernel.n_layers
+
+    # ------------------------------------------------------------------ network
+    def _layer(self, k: int, anchors: torch.Tensor) -> CKNLayer:
+        kern = self.kernel
+        return CKNLayer(anchors, kern.filter_size[k], kern.subsampling[k], kern.kappa[k],
+                        kern.sigma[k], eps=float(self.opts["eps"]), rel_clip=self.opts["rel_clip"])
+
+    def network(self, device=None, dtype: torch.dtype = torch.float64) -> CKNNetwork:
+        """The fitted network (a new module, anchors as parameters) on ``device`` in ``dtype``."""
+        self._require_fit()
+        return self._build_network(device, dtype)
+
+    def _build_network(self, device, dtype: torch.dtype) -> CKNNetwork:
+        layers = [self._layer(k, a.to(device=device, dtype=dtype))
+                  for k, a in enumerate(self.anchors_)]
+        return CKNNetwork(layers).to(device=device, dtype=dtype)
+
+    def _network_on(self, x: torch.Tensor) -> CKNNetwork:
+        key = (x.device, x.dtype)
+        if key not in self._networks:
+            net = self.network(x.device, x.dtype)
+            net.requires_grad_(False)
+            self._networks[key] = net
+        return self._networks[key]
+
+    def _batched(self, net: CKNNetwork, x: torch.Tensor, n_layers: int | None = None,
+                 flatten: bool = True) -> torch.Tensor:
+        size = int(self.opts["batch_size"])
+        outs = []
+        for s in range(0, x.shape[0], size):
+            out = net.maps(x[s:s + size], n_layers)
+            outs.append(out.flatten(1) if flatten else out)
+        return torch.cat(outs)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._batched(self._network_on(x), x)
+
+    # ------------------------------------------------------------------ fit
+    def _sample_patches(self, layers: list[CKNLayer], x: torch.Tensor, k: int,
+                        gen: torch.Generator) -> torch.Tensor:
+        """Unit-norm non-zero patches of layer k's input, sampled uniformly (seeded)."""
+        f = self.kernel.filter_size[k]
+        net = CKNNetwork(layers)
+        with torch.no_grad():
+            probe = net.maps(x[:1])
+        positions = probe.shape[2] * probe.shape[3]
+        total = x.shape[0] * positions
+        n_patches = int(self.opts["n_patches"])
+        if total <= n_patches:
+            chosen = torch.arange(total)
+        else:
+            chosen = torch.randperm(total, generator=gen)[:n_patches].sort().values
+        images, where = chosen // positions, chosen % positions
+        out = []
+        size = max(1, int(self.opts["batch_size"]) // 4)
+        unique_images = torch.unique(images)
+        for s in range(0, unique_images.numel(), size):
+            batch = unique_images[s:s + size]
+            with torch.no_grad():
+                maps = net.maps(x[batch.to(x.device)])
+            patches = F.unfold(maps, f, padding=f // 2)  # (b, D, P)
+            sel = (images[:, None] == batch[None, :])  # which sampled patches are in this batch
+            rows, local = sel.nonzero(as_tuple=True)
+            out.append(patches[local.to(x.device), :, where[rows].to(x.device)])
+        patches = torch.cat(out)
+        norms = patches.norm(dim=1, keepdim=True)
+        keep = norms[:, 0] > 0
+        return patches[keep] / norms[keep]
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        self._networks = {}
+        gen = generator(self.seed)
+        layers: list[CKNLayer] = []
+        for k, n_anchors in enumerate(self._anchors_per_layer()):
+            patches = self._sample_patches(layers, x, k, gen)
+            if patches.shape[0] == 0:
+                raise ValueError(f"layer {k + 1}: every sampled patch is zero; cannot fit anchors")
+            anchors = spherical_kmeans(patches, n_anchors, int(self.opts["kmeans_iters"]), gen)
+            layer = self._layer(k, anchors)
+            layer.requires_grad_(False)
+            layers.append(layer)
+        self.anchors_ = [layer.weight.detach().cpu() for layer in layers]
+        self.n_features_ = self._n_features(x)
+
+    def _n_features(self, x: torch.Tensor) -> int:
+        from kernelzoo.kernels.ckn import layer_sizes
+
+        h, w = layer_sizes(x.shape[2], x.shape[3], self.kernel.subsampling)[-1]
+        return int(self.anchors_[-1].shape[0] * h * w)
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        super()._set_state(state)
+        self._networks = {}
+
+
+class SupervisedCKN(LayerwiseCKN):
+    """The Nyström CKN network with anchors trained end to end (Mairal 2016).
+
+    ``fit(X, y)`` initialises as :class:`LayerwiseCKN` on the training part,
+    then for every epoch refits a one-vs-all linear classifier exactly (ridge or
+    squared hinge, lambda chosen on a validation split taken out of ``X``) and
+    runs SGD with momentum on the anchors against that classifier's loss
+    (anchors re-projected to the unit sphere after each step; the learning rate
+    decays geometrically to ``lr * lr_final`` over the epochs). The classifier is
+    refitted on the final features and kept: :meth:`predict`, :meth:`score`.
+
+    Options (besides those of ``layerwise``)
+    -------
+    epochs : int, default 10
+    batch_size : int, default 128
+    lr : float, default 1.0
+    momentum : float, default 0.9
+    lr_final : float, default 0.1
+    val_fraction : float, default 0.2
+    classifier : {'ridge', 'squared_hinge'}, default 'ridge'
+    device : str, optional
+        Where to train (default: where X is).
+    progress : bool, default True
+        A tqdm progress bar over epochs.
+    """
+
+    method = "supervised"
+    options: ClassVar[dict[str, Any]] = {
+        **LayerwiseCKN.options, "batch_size": 128, "epochs": 10, "lr": 1.0, "momentum": 0.9,
+        "lr_final": 0.1, "val_fraction": 0.2, "classifier": "ridge", "device": None,
+        "progress": True,
+    }
+
+    def _check_options(self) -> None:
+        super()._check_options()
+        check_budget(self.opts["epochs"], "epochs")
+        vf = self.opts["val_fraction"]
+        if not isinstance(vf, (int, float)) or not 0 < vf < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {vf!r}")
+        if self.opts["classifier"] not in ("ridge", "squared_hinge"):
+            raise ValueError(
+                f"classifier={self.opts['classifier']!r} is not allowed; expected 'ridge' or "
+                f"'squared_hinge'"
+            )
+        for name in ("lr", "lr_final"):
+            if not isinstance(self.opts[name], (int, float)) or self.opts[name] <= 0:
+                raise ValueError(f"{name} must be > 0, got {self.opts[name]!r}")
+
+    def _refit_classifier(self, f_tr, y_tr, f_val, y_val):
+        from kernelzoo.classify import fit_ridge_classifier, fit_squared_hinge_classifier
+
+        fit = (fit_ridge_classifier if self.opts["classifier"] == "ridge"
+               else fit_squared_hinge_classifier)
+        return fit(f_tr, y_tr, f_val, y_val)
+
+    def _loss(self, scores: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+              lam: float) -> torch.Tensor:
+        if self.opts["classifier"] == "ridge":
+            data = (scores - targets).square().sum(1).mean()
+        else:
+            data = (1.0 - targets * scores).clamp_min(0.0).square().sum(1).mean()
+        return data + lam * weight.square().sum()
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        from tqdm.auto import tqdm
+
+        if y is None:
+            raise ValueError("supervised CKN needs labels: fit(X, y)")
+        y = y.reshape(-1).to(torch.int64).cpu()
+        device = torch.device(self.opts["device"]) if self.opts["device"] else x.device
+        gen = generator(self.seed + 1)
+        n = x.shape[0]
+        n_val = max(1, round(self.opts["val_fraction"] * n))
+        if n - n_val < 2:
+            raise ValueError(f"too few samples ({n}) for val_fraction={self.opts['val_fraction']}")
+        perm = torch.randperm(n, generator=gen)
+        val_idx, tr_idx = perm[:n_val], perm[n_val:]
+        x = x.to(device)
+        x_tr, x_val = x[tr_idx.to(device)], x[val_idx.to(device)]
+        y_tr, y_val = y[tr_idx], y[val_idx]
+        super()._fit(x_tr, None)  # layerwise initialisation on the training part
+        net = self._build_network(device, x.dtype)
+        params = [layer.weight for layer in net.layers]
+        opt = torch.optim.SGD(params, lr=float(self.opts["lr"]),
+                              momentum=float(self.opts["momentum"]))
+        epochs = int(self.opts["epochs"])
+        decay = float(self.opts["lr_final"]) ** (1.0 / max(1, epochs - 1))
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=decay)
+        batch = int(self.opts["batch_size"])
+        self.loss_history_ = []
+        self.val_accuracy_history_ = []
+        bar = tqdm(range(epochs), desc="supervised ckn", disable=not self.opts["progress"],
+                   leave=False)
+        for _ in bar:
+            clf = self._fit_classifier_on(net, x_tr, y_tr, x_val, y_val)
+            self.val_accuracy_history_.append(clf.val_accuracy)
+            weight = clf.weight.to(device=device, dtype=x.dtype)
+            intercept = clf.intercept.to(device=device, dtype=x.dtype)
+            targets = torch.where(y_tr[:, None] == clf.classes[None, :], 1.0, -1.0).to(
+                device=device, dtype=x.dtype)
+            order = torch.randperm(x_tr.shape[0], generator=gen).to(device)
+            total, count = 0.0, 0
+            for s in range(0, x_tr.shape[0], batch):
+                idx = order[s:s + batch]
+                opt.zero_grad()
+                loss = self._loss(net(x_tr[idx]) @ weight + intercept, targets[idx], weight,
+                                  clf.lam)
+                loss.backward()
+                opt.step()
+                for layer in net.layers:
+                    layer.normalise_()
+                total += float(loss.detach()) * idx.numel()
+                count += idx.numel()
+            sched.step()
+            self.loss_history_.append(total / count)
+            bar.set_postfix(loss=self.loss_history_[-1], val_acc=clf.val_accuracy)
+        self.anchors_ = [layer.weight.detach().cpu() for layer in net.layers]
+        self._networks = {}
+        net.requires_grad_(False)
+        clf = self._fit_classifier_on(net, x_tr, y_tr, x_val, y_val)
+        self.val_accuracy_history_.append(clf.val_accuracy)
+        self.classifier_ = {k: (v if not isinstance(v, torch.Tensor) else v.cpu())
+                            for k, v in clf.state().items()}
+
+    def _fit_classifier_on(self, net, x_tr, y_tr, x_val, y_val):
+        with torch.no_grad():
+            f_tr = self._batched(net, x_tr)
+            f_val = self._batched(net, x_val)
+        return self._refit_classifier(f_tr, y_tr, f_val, y_val)
+
+    # ------------------------------------------------------------------ classifier
+    def _classifier(self):
+        from kernelzoo.classify import LinearClassifier
+
+        self._require_fit()
+        return LinearClassifier(**self.classifier_)
+
+    def predict(self, X: Any) -> torch.Tensor:
+        """Class labels from the trained network and its classifier.
+
+        Shape: ``(n, ...)`` -> ``(n,)``.
+        """
+        with torch.no_grad():
+            return self._classifier().predict(self.features(X))
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy on ``(X, y)``."""
+        from kernelzoo.classify import accuracy
+
+        return accuracy(self.predict(X).cpu(), np.asarray(y))
