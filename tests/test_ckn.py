@@ -448,3 +448,61 @@ def test_supervised_needs_labels_and_squared_hinge(tmp_path):
     b = kz.load(tmp_path / "s.pt")
     torch.testing.assert_close(b.predict(x), a.predict(x))
     assert a.score(x, y) > 0.6
+
+
+# ----------------------------------------------------------------- fast paths of the exact kernel
+def test_pair_pooling_equals_dense_pooling_products():
+    from kernelzoo.kernels._ckn_ops import PairPooling, pool_pairs, trace_pooled, trace_weights
+
+    g = torch.Generator().manual_seed(20)
+    for (h, w), s in [((7, 6), 2), ((14, 14), 5), ((5, 8), 3)]:
+        m = torch.randn(3, h, w, h, w, generator=g, dtype=torch.float64)
+        g_rows, g_cols = pooling_matrix(h, s), pooling_matrix(w, s)
+        ref = pool_pairs(m, g_rows, g_cols)
+        pool = PairPooling(s, torch.float64)
+        torch.testing.assert_close(pool(m), ref, rtol=1e-12, atol=1e-14)
+        # padded columns after the second image's positions are ignored
+        padded = torch.cat([m.reshape(3, h, w, h * w),
+                            torch.randn(3, h, w, 5, generator=g, dtype=torch.float64)], 3)
+        torch.testing.assert_close(pool(padded), ref, rtol=1e-12, atol=1e-14)
+        weights = trace_weights((h, w), s).reshape(-1)
+        torch.testing.assert_close(m.reshape(3, -1) @ weights,
+                                   trace_pooled(m, g_rows.T @ g_rows, g_cols.T @ g_cols),
+                                   rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype,size", [(torch.float64, 8), (torch.float32, 16)])
+def test_channel_padding_and_sub_blocks_do_not_change_values(monkeypatch, dtype, size):
+    import kernelzoo.kernels.ckn as ckn_module
+    from kernelzoo.kernels._ckn_ops import channel_padding
+
+    assert channel_padding(size * size, torch.finfo(dtype).bits // 8) > 0  # the padded geometry
+    x = _images(5, 1, size, size, seed=21, dtype=dtype)
+    y = _images(3, 1, size, size, seed=22, dtype=dtype)
+    for spec in ("ckn(subsampling=[2, 3])", "ckn(kappa=['arccos1', 'exp'], subsampling=[2, 2])"):
+        k = kz.kernel(spec)
+        padded = k.gram(x, y)
+        with monkeypatch.context() as patch:
+            patch.setattr(ckn_module, "channel_padding", lambda positions, item: 0)
+            torch.testing.assert_close(padded, k.gram(x, y), rtol=1e-12 if dtype == torch.float64
+                                       else 1e-6, atol=0)
+        with monkeypatch.context() as patch:  # several pairs per first-layer sub-block and block
+            item = torch.finfo(dtype).bits // 8  # 2 pairs per sub-block, 7 per block
+            patch.setattr(ckn_module, "_CPU_BLOCK_BYTES", 2 * item * size**4)
+            patch.setattr(ckn_module, "_CPU_LATER_BYTES", 7 * item * size**4 // 16)
+            plan = k._plan(x)
+            assert (k._pairs_per_block(plan, x, 1 << 30), plan.first_block) == (7, 2)
+            torch.testing.assert_close(k.gram(x, y), padded, rtol=1e-12 if dtype == torch.float64
+                                       else 1e-6, atol=0)
+
+
+def test_exp_with_small_sigma_does_not_overflow():
+    # log2(e) / sigma^2 >= 64: the last layer subtracts 1/sigma^2 before the exponential
+    spec = "ckn(filter_size=3, subsampling=[2, 2], sigma=[0.6, 0.1], kappa='exp')"
+    x = _images(2, 1, 5, 5, seed=23)
+    y = _images(2, 1, 5, 5, seed=24)
+    ref = _naive_gram(x.numpy(), y.numpy(), spec)
+    np.testing.assert_allclose(kz.kernel(spec).gram(x, y).numpy(), ref, rtol=1e-10, atol=1e-14)
+    g32 = kz.kernel(spec).gram(x.float(), y.float())
+    assert torch.isfinite(g32).all()
+    np.testing.assert_allclose(g32.double().numpy(), ref, rtol=1e-4, atol=1e-6)

@@ -13,10 +13,22 @@ all position pairs is carried through the layers, with patch extraction and
 pooling as separable operations along the position axes
 (:mod:`kernelzoo.kernels._ckn_ops`) and the patch norms of every image computed
 once, by a first pass over the pairs (x, x) that also yields the diagonal.
-Pairs are evaluated in blocks (a batched GEMM for the first layer, kappa in
-place, banded products for pooling, one contraction for the final trace); on
-the CPU a block holds as many pairs as stay in cache, on a GPU as many as the
-memory budget allows.
+Pairs are evaluated in blocks:
+
+- first layer, in sub-blocks that stay in cache on the CPU: one batched GEMM of
+  normalised patch matrices; for ``exp`` (no gradients) two extra columns put
+  ``log2(e) (c - 1)/sigma^2 + log2|z| + log2|z'|`` in the GEMM so that one
+  in-place ``exp2_`` gives the mapped Gram with the norms multiplied back;
+- pooling by two depthwise strided convolutions (the banded pooling matrix
+  applied along both axes of one image at a time, no dense products);
+- later layers on the whole block (many pairs per small operation): patch
+  sums, kappa in place;
+- the last pooling and the trace fold into one weighted sum with fixed weights,
+  and at the last layer the norms go into that sum instead of onto the Gram.
+
+On the CPU a first-layer sub-block holds as many pairs as stay in cache, on a
+GPU as many as the memory budget allows. With gradients, kappa and the norms
+run out of place (autograd).
 """
 
 from __future__ import annotations
@@ -29,28 +41,32 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from kernelzoo._validation import as_images
 from kernelzoo.kernels._ckn_ops import (
     KAPPAS,
+    LOG2E,
     LOG_ZERO,
+    PairPooling,
+    channel_padding,
     kappa_fn,
     patch_matrix,
     patch_norms_from_diag,
     patch_sum_pairs,
-    pool_pairs,
     pooled_size,
-    pooling_matrix,
-    trace_pooled,
+    trace_weights,
 )
 from kernelzoo.kernels._dot import safe_div, safe_sqrt
 from kernelzoo.kernels.base import Kernel, Param
 
 __all__ = ["CKN", "layer_sizes"]
 
-#: on the CPU, a block of pairs whose first-layer Gram exceeds this many bytes
+#: on the CPU, a sub-block of pairs whose first-layer Gram exceeds this many bytes
 #: falls out of cache; probes: 1-2 pairs of 28x28 per block ran 2x faster than 8
 _CPU_BLOCK_BYTES = 4 << 20
+#: on the CPU, the later (pooled) Grams of a block of pairs stay under this many bytes
+_CPU_LATER_BYTES = 4 << 20
 #: on a GPU, more pairs per block than this gains nothing
 _MAX_PAIRS_PER_BLOCK = 4096
 
@@ -67,10 +83,16 @@ def layer_sizes(
 
 
 def _unit_diagonal(cos: torch.Tensor) -> None:
-    """Set cos(u, u) = 1 in place on a self pair's cosines ``(B, P, P)`` or ``(B, H, W, H, W)``."""
-    b = cos.shape[0]
-    p = math.isqrt(cos[0].numel())
-    cos.view(b, p, p).diagonal(dim1=1, dim2=2).fill_(1.0)
+    """Set cos(u, u) = 1 in place on a self pair's cosines.
+
+    Shape: ``(B, P, Q)`` (``Q >= P``: columns after the first P are padding) or ``(B, H, W, H, W)``.
+    """
+    if cos.dim() == 3:
+        square = cos[:, :, : cos.shape[1]]
+    else:
+        p = math.isqrt(cos[0].numel())
+        square = cos.view(cos.shape[0], p, p)
+    square.diagonal(dim1=1, dim2=2).fill_(1.0)
 
 
 def _identical_pairs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,13 +145,12 @@ def _as_int(value: Any, name: str) -> int:
 
 @dataclasses.dataclass
 class _Plan:
-    """Per-layer sizes and pooling matrices, on the device and in the dtype of a computation."""
+    """Per-layer sizes and poolings, on the device and in the dtype of a computation."""
 
     sizes: list[tuple[int, int]]
-    g_rows: list[torch.Tensor]
-    g_cols: list[torch.Tensor]
-    a_rows: torch.Tensor  # G^T G of the last pooling (rows axis)
-    a_cols: torch.Tensor
+    pools: list[PairPooling | None]  # pooling after layer k (None: s = 1), last one unused
+    trace_weights: torch.Tensor  # (P_n, P_n): the last pooling folded into the final trace
+    first_block: int = 1  # pairs per first-layer sub-block (set with the block size)
 
 
 @dataclasses.dataclass
@@ -264,9 +285,10 @@ class CKN(Kernel):
     def _plan(self, x: torch.Tensor) -> _Plan:
         sizes = layer_sizes(x.shape[2], x.shape[3], self.subsampling)
         opts = {"dtype": x.dtype, "device": x.device}
-        g_rows = [pooling_matrix(h, s, **opts) for (h, _), s in zip(sizes, self.subsampling)]
-        g_cols = [pooling_matrix(w, s, **opts) for (_, w), s in zip(sizes, self.subsampling)]
-        return _Plan(sizes, g_rows, g_cols, g_rows[-1].T @ g_rows[-1], g_cols[-1].T @ g_cols[-1])
+        pools = [PairPooling(s, **opts) if s > 1 else None for s in self.subsampling]
+        h, w = sizes[self.n_layers - 1]
+        weights = trace_weights((h, w), self.subsampling[-1], **opts).reshape(h * w, h * w)
+        return _Plan(sizes, pools, weights)
 
     def _fused_exp(self, grad: bool) -> bool:
         return self.kappa[0] == "exp" and not grad
@@ -275,24 +297,31 @@ class CKN(Kernel):
         """Per-image first-layer data: normalised patch matrices (and norms or their logs).
 
         For ``kappa='exp'`` without gradients the left and right matrices carry two
-        extra columns so that one GEMM gives ``(c - 1)/sigma^2 + log|z| + log|z'|``,
-        and one ``exp_`` the mapped Gram with the norms multiplied back.
+        extra columns so that one GEMM gives ``log2(e) (c - 1)/sigma^2 + log2|z| + log2|z'|``,
+        and one ``exp2_`` the mapped Gram with the norms multiplied back (float32
+        ``exp2`` runs 2x to 3x faster than ``exp`` on the CPU).
         """
         patches = patch_matrix(x, self.filter_size[0])  # (n, P, D)
         flat_norms = norms.reshape(norms.shape[0], -1)
         normalised = safe_div(patches, flat_norms[:, :, None])
         if not self._fused_exp(grad):
             return normalised, flat_norms
-        inv_s2 = 1.0 / self.sigma[0] ** 2
-        logs = torch.where(flat_norms > 0, flat_norms.clamp_min(torch.finfo(x.dtype).tiny).log(),
+        scale = LOG2E / self.sigma[0] ** 2
+        logs = torch.where(flat_norms > 0, flat_norms.clamp_min(torch.finfo(x.dtype).tiny).log2(),
                            torch.full_like(flat_norms, LOG_ZERO))
         ones = torch.ones_like(logs)
         if side == "left":
-            columns = [normalised * inv_s2, (logs - inv_s2)[..., None], ones[..., None]]
+            columns = [normalised * scale, (logs - scale)[..., None], ones[..., None]]
             return (torch.cat(columns, 2),)
         return (torch.cat([normalised, ones[..., None], logs[..., None]], 2),)
 
     # ------------------------------------------------------------------ pair blocks
+    @staticmethod
+    def _inverse(norms: torch.Tensor) -> torch.Tensor:
+        """``1 / norms`` where positive, else 0."""
+        tiny = torch.finfo(norms.dtype).tiny
+        return torch.where(norms > 0, 1.0 / norms.clamp_min(tiny), 0.0)
+
     def _map(self, k: int, kp: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor, grad: bool,
              self_pairs: bool):
         """kappa on a patch Gram of layer k >= 2 with norms multiplied back. ``kp`` may be reused.
@@ -308,24 +337,65 @@ class CKN(Kernel):
             if self_pairs:
                 _unit_diagonal(cos)
             return kappa_fn(cos, kappa, sigma) * den
-        inv_x = torch.where(nx > 0, 1.0 / nx.clamp_min(torch.finfo(nx.dtype).tiny), 0.0)
-        inv_y = torch.where(ny > 0, 1.0 / ny.clamp_min(torch.finfo(ny.dtype).tiny), 0.0)
+        inv_x, inv_y = self._inverse(nx), self._inverse(ny)
         if kappa == "exp":
-            inv_s2 = 1.0 / sigma**2
-            log_x = torch.where(nx > 0, nx.clamp_min(torch.finfo(nx.dtype).tiny).log(), LOG_ZERO)
-            log_y = torch.where(ny > 0, ny.clamp_min(torch.finfo(ny.dtype).tiny).log(), LOG_ZERO)
-            kp = kp.mul_((inv_x * inv_s2)[:, :, :, None, None]).mul_(inv_y[:, None, None])
-            kp = kp.clamp_max_(inv_s2).add_((log_x - inv_s2)[:, :, :, None, None])
-            return kp.add_(log_y[:, None, None]).exp_()
+            # nx ny exp((c - 1)/sigma^2) = exp2(log2(e) (c - 1)/sigma^2 + log2 nx + log2 ny)
+            scale = LOG2E / sigma**2
+            tiny = torch.finfo(nx.dtype).tiny
+            log_x = torch.where(nx > 0, nx.clamp_min(tiny).log2(), LOG_ZERO)
+            log_y = torch.where(ny > 0, ny.clamp_min(tiny).log2(), LOG_ZERO)
+            kp = kp.mul_((inv_x * scale)[:, :, :, None, None]).mul_(inv_y[:, None, None])
+            kp = kp.clamp_max_(scale).add_((log_x - scale)[:, :, :, None, None])
+            return kp.add_(log_y[:, None, None]).exp2_()
+        c = self._unit_kappa(k, kp, inv_x, inv_y, self_pairs)
+        return c.mul_(nxe).mul_(nye)
+
+    def _unit_kappa(self, k: int, kp: torch.Tensor, inv_x: torch.Tensor, inv_y: torch.Tensor,
+                    self_pairs: bool) -> torch.Tensor:
+        """In place: kappa of the cosines ``kp / (nx ny)`` (0 where a norm is 0), no norms back."""
         c = kp.mul_(inv_x[:, :, :, None, None]).mul_(inv_y[:, None, None]).clamp_(-1.0, 1.0)
         if self_pairs:
             _unit_diagonal(c)
-        out = c.square_() if kappa == "poly2" else kappa_fn(c, kappa, sigma)
-        return out.mul_(nxe).mul_(nye)
+        kappa = self.kappa[k]
+        if kappa == "poly2":
+            return c.square_()
+        if kappa == "exp":
+            return c.sub_(1.0).mul_(LOG2E / self.sigma[k] ** 2).exp2_()
+        return kappa_fn(c, kappa, self.sigma[k])
 
-    def _first_map(self, left: tuple, right: tuple, grad: bool, self_pairs: bool) -> torch.Tensor:
+    def _last_layer_values(self, plan: _Plan, k: int, kp: torch.Tensor, nx: torch.Tensor,
+                           ny: torch.Tensor, self_pairs: bool) -> torch.Tensor:
+        """Kernel values from the patch Gram of the last layer k >= 2, without gradients.
+
+        ``sum_{u,v} W[u, v] nx(u) ny(v) kappa(c(u, v))``: the norms go into the final
+        weighted sum (one batched matrix-vector product) instead of onto the Gram.
+        For ``exp``, ``kappa(c) = exp(-1/sigma^2) exp2(log2(e) c / sigma^2)`` when that
+        cannot overflow. ``kp`` is overwritten.
+        """
+        b = kp.shape[0]
+        p = nx[0].numel()
+        inv_x, inv_y = self._inverse(nx), self._inverse(ny)
+        factor = 1.0
+        if self.kappa[k] == "exp" and not self_pairs and LOG2E / self.sigma[k] ** 2 < 64.0:
+            scale = LOG2E / self.sigma[k] ** 2
+            kp = kp.mul_((inv_x * scale)[:, :, :, None, None]).mul_(inv_y[:, None, None])
+            mapped = kp.clamp_max_(scale).exp2_()
+            factor = math.exp(-1.0 / self.sigma[k] ** 2)
+        else:
+            mapped = self._unit_kappa(k, kp, inv_x, inv_y, self_pairs)
+        weighted = mapped.reshape(b, p, p).mul_(plan.trace_weights)
+        rows = torch.bmm(weighted, ny.reshape(b, p, 1)).view(b, p)
+        values = (rows * nx.reshape(b, p)).sum(1)
+        return values * factor if factor != 1.0 else values
+
+    def _first_map(self, left: tuple, right: tuple, grad: bool, self_pairs: bool,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+        """The first layer's mapped Gram ``(B, P, Q)``; ``right`` may carry padding rows.
+
+        ``out``: a buffer for the fused ``exp`` path (no gradients), reused across sub-blocks.
+        """
         if self._fused_exp(grad):
-            return torch.bmm(left[0], right[0].transpose(1, 2)).exp_()
+            return torch.bmm(left[0], right[0].transpose(1, 2), out=out).exp2_()
         zx, nx = left
         zy, ny = right
         cos = torch.bmm(zx, zy.transpose(1, 2))
@@ -338,20 +408,53 @@ class CKN(Kernel):
         out = cos.square_() if kappa == "poly2" else kappa_fn(cos, kappa, sigma)
         return out.mul_(nx[:, :, None]).mul_(ny[:, None, :])
 
+    def _first_stage(self, plan: _Plan, left: tuple, right: tuple, grad: bool,
+                     self_pairs: bool) -> torch.Tensor:
+        """The first layer's mapped Gram, pooled if a second layer follows, in sub-blocks.
+
+        Sub-blocks of ``plan.first_block`` pairs keep the largest Gram (the first
+        layer's, before pooling) in cache on the CPU; later layers then run on the
+        whole block, which amortises the many small operations over more pairs.
+        Before pooling, the second image's positions may be padded with ignored
+        columns (:func:`channel_padding`).
+
+        Shape: ``(B, H_1, W_1, H_1, W_1)`` (pooled: ``(B, H_2, W_2, H_2, W_2)``).
+        """
+        h, w = plan.sizes[0]
+        pool = plan.pools[0] if self.n_layers > 1 else None
+        b = left[0].shape[0]
+        pad = channel_padding(h * w, left[0].element_size()) if pool is not None else 0
+        if pad:
+            right = tuple(F.pad(a, (0, 0, 0, pad)) if a.dim() == 3 else F.pad(a, (0, pad))
+                          for a in right)
+        step = min(plan.first_block, b)
+        buffer = None
+        if self._fused_exp(grad):
+            buffer = left[0].new_empty(step, h * w, h * w + pad)
+        parts = []
+        for s0 in range(0, b, step):
+            sl = slice(s0, s0 + step)
+            left_sb, right_sb = tuple(a[sl] for a in left), tuple(a[sl] for a in right)
+            out = buffer[: left_sb[0].shape[0]] if buffer is not None else None
+            m = self._first_map(left_sb, right_sb, grad, self_pairs, out)
+            m = m.reshape(m.shape[0], h, w, h * w + pad)
+            parts.append(pool(m) if pool is not None else m.reshape(-1, h, w, h, w))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
     def _pair_values(self, plan: _Plan, left: tuple, right: tuple, norms_x, norms_y, grad: bool):
         """Kernel values of a block of B pairs; ``norms_x=None``: self pairs, norms collected.
 
         Returns ``(values (B,), norms of layers >= 2 (list of (B, H_k, W_k)))``.
         """
-        (h, w) = plan.sizes[0]
         self_pairs = norms_x is None
-        m = self._first_map(left, right, grad, self_pairs)
+        m = self._first_stage(plan, left, right, grad, self_pairs)
         b = m.shape[0]
-        m = m.reshape(b, h, w, h, w)
         collected = []
+        last = self.n_layers - 1
         for k in range(1, self.n_layers):
-            if self.subsampling[k - 1] > 1:
-                m = pool_pairs(m, plan.g_rows[k - 1], plan.g_cols[k - 1])
+            pool = plan.pools[k - 1]
+            if pool is not None and k > 1:
+                m = pool(m)
             kp = patch_sum_pairs(m, self.filter_size[k])
             if norms_x is None:
                 hk, wk = plan.sizes[k]
@@ -360,30 +463,43 @@ class CKN(Kernel):
                 collected.append(nx)
             else:
                 nx, ny = norms_x[k], norms_y[k]
-            if not grad and kp is m:
-                kp = kp.clone()
+            if not grad and k == last:
+                return self._last_layer_values(plan, k, kp, nx, ny, self_pairs), collected
             m = self._map(k, kp, nx, ny, grad, self_pairs)
-        return trace_pooled(m, plan.a_rows, plan.a_cols), collected
+        p = m[0].numel()
+        return m.reshape(b, p) @ plan.trace_weights.reshape(p), collected
 
     # ------------------------------------------------------------------ sizing
-    def _pair_bytes(self, plan: _Plan, item: int) -> int:
-        """Working memory of one pair: the largest position-pair Gram, about three copies."""
-        biggest = max((h * w) ** 2 for h, w in plan.sizes[: self.n_layers])
-        return 3 * item * biggest
+    def _gram_bytes(self, plan: _Plan, item: int) -> tuple[int, int]:
+        """Bytes of one pair's position-pair Gram: the first layer's, and the largest later one."""
+        first = item * (plan.sizes[0][0] * plan.sizes[0][1]) ** 2
+        later = max([item * (h * w) ** 2 for h, w in plan.sizes[1:self.n_layers]], default=0)
+        return first, later
 
     def _pairs_per_block(self, plan: _Plan, x: torch.Tensor, budget: int) -> int:
-        per_pair = self._pair_bytes(plan, x.element_size())
+        """Pairs per block; sets ``plan.first_block``, the pairs per first-layer sub-block.
+
+        Working memory is about three copies of each Gram. On the CPU, a first-layer
+        sub-block stays under ``_CPU_BLOCK_BYTES`` and a block's later Grams under
+        ``_CPU_LATER_BYTES`` (cache); on a GPU only the budget bounds them.
+        """
+        first, later = self._gram_bytes(plan, x.element_size())
+        per_pair = 3 * max(first, later)
         if per_pair > budget:
             warnings.warn(
                 f"ckn: one indivisible image pair needs {per_pair / 2**20:.1f} MiB, more than "
                 f"the memory budget of {budget / 2**20:.1f} MiB; running it anyway",
                 RuntimeWarning, stacklevel=4,
             )
-        block = max(1, budget // (2 * per_pair))
+        first_block = max(1, budget // (2 * 3 * first))
+        block = max(1, budget // (2 * 3 * max(later, 1)))
         if x.device.type == "cpu":
-            h, w = plan.sizes[0]
-            block = min(block, max(1, _CPU_BLOCK_BYTES // (x.element_size() * (h * w) ** 2)))
-        return int(min(block, _MAX_PAIRS_PER_BLOCK))
+            first_block = min(first_block, max(1, _CPU_BLOCK_BYTES // first))
+            block = min(block, max(1, _CPU_LATER_BYTES // max(later, 1)))
+        first_block = int(min(first_block, _MAX_PAIRS_PER_BLOCK))
+        block = int(min(max(block, first_block), _MAX_PAIRS_PER_BLOCK))
+        plan.first_block = min(first_block, block)
+        return block
 
     def _images_per_tile(self, x: torch.Tensor, budget: int) -> int:
         h, w = x.shape[2:]
