@@ -106,7 +106,10 @@ def as_tensor(x: Any, name: str = "X") -> torch.Tensor:
             raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
         if np.iscomplexobj(arr):
             raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # torch warns on read-only buffers; copy instead
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     if t.is_complex():
         raise TypeError(f"{name} must be real, got dtype {t.dtype}")
     if not t.is_floating_point():

@@ -82,11 +82,14 @@ def _cmd_gram(args: argparse.Namespace) -> int:
             raise CLIError(
                 f"--store needs the distributed extra: pip install 'kernelzoo[dist]' ({exc})"
             ) from None
-        gram_to_store(
+        result = gram_to_store(
             k, xt, yt, args.store, tile=args.tile, scheduler=args.scheduler,
             memory_budget=args.memory_budget, progress=True,
         )
-        print(f"wrote {args.store}")
+        print(
+            f"wrote {args.store} {result.shape} {result.dtype}: {result.n_computed} tiles "
+            f"computed, {result.n_reused} already done"
+        )
         return 0
     gram = k.gram(xt, yt, memory_budget=args.memory_budget)
     save_npy_atomic(args.out, gram.cpu().numpy())
