@@ -1,0 +1,288 @@
+"""Finite-width approximations of the NNGP and NTK: random networks of the same architecture.
+
+Both draw a torch network with the architecture of the kernel (``depth``
+hidden Dense/Conv layers, the activation, optional average pooling, the
+readout), parameterization "ntk" (weights and biases standard normal, scaled
+by ``weight_std / sqrt(fan_in)`` and ``bias_std`` in the forward pass), every
+hidden layer ``budget`` units/channels wide. Weights are drawn on the CPU in
+float64 from ``seed`` and cast on use.
+
+- ``monte-carlo`` (NNGP): features = ``weight_std / sqrt(fan_in)`` times the
+  readout of the last hidden layer (the mean over positions for ``gap``; the
+  flattened map for ``flatten``, fan_in = width * positions), plus a constant
+  column ``bias_std``: the output of the final ``Dense(1)`` is ``w . features``
+  with ``w`` standard normal, so ``E[features features^T]`` is the NNGP. Without
+  ``readout_dense`` the features are the readout over ``sqrt(fan_in)`` (the
+  covariance of one readout channel). ``n_samples`` independent networks are
+  concatenated, scaled by ``1/sqrt(n_samples)``.
+- ``empirical`` (NTK): ``J(x) J(y)^T`` with J the Jacobian of the scalar output
+  with respect to every parameter (``torch.func.vmap(jacrev)``), computed tile
+  by tile under the memory budget; :meth:`EmpiricalNTK.features` returns J
+  when it fits in the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from kernelzoo._validation import get_memory_budget, parse_memory_budget
+from kernelzoo.approx.base import Approximation, generator
+from kernelzoo.kernels._infinite import Net, _pad_axis, conv_shapes
+
+__all__ = ["EmpiricalNTK", "MonteCarloNNGP"]
+
+
+# ----------------------------------------------------------------------- the finite network
+def _draw_params(
+    net: Net, input_shape: tuple[int, ...], width: int, gen: torch.Generator, dense: bool
+) -> dict[str, torch.Tensor]:
+    """Standard normal parameters (float64, CPU) of one network, named ``w0, b0, ...``;
+    with ``dense`` also the final ``Dense(1)`` (``w_out``, ``b_out``)."""
+    params: dict[str, torch.Tensor] = {}
+    fan = input_shape[0]
+    for layer in range(net.depth):
+        if net.conv:
+            shape = (width, fan, net.filter_size, net.filter_size)
+        else:
+            shape = (width, fan)
+        params[f"w{layer}"] = torch.randn(shape, generator=gen, dtype=torch.float64)
+        if net.bias_var > 0:
+            params[f"b{layer}"] = torch.randn(width, generator=gen, dtype=torch.float64)
+        fan = width
+    if dense:
+        params["w_out"] = torch.randn(_readout_size(net, input_shape, width), generator=gen,
+                                      dtype=torch.float64)
+        if net.bias_var > 0:
+            params["b_out"] = torch.randn((), generator=gen, dtype=torch.float64)
+    return params
+
+
+def _readout_size(net: Net, input_shape: tuple[int, ...], width: int) -> int:
+    if net.conv and net.readout == "flatten":
+        h, w = conv_shapes(input_shape[1], input_shape[2], net)[-1]
+        return width * h * w
+    return width
+
+
+def _activation(h: torch.Tensor, name: str) -> torch.Tensor:
+    if name == "relu":
+        return torch.relu(h)
+    if name == "abs":
+        return h.abs()
+    return torch.erf(h)
+
+
+def _pool(h: torch.Tensor, stride: int) -> torch.Tensor:
+    """AvgPool window = stride = s, SAME zero padding, divided by s^2 (as the kernel)."""
+    if stride == 1:
+        return h
+    for axis in (2, 3):
+        n = h.shape[axis]
+        total = -(-n // stride) * stride - n
+        h = _pad_axis(h, axis, total // 2, total - total // 2, circular=False)
+    return F.avg_pool2d(h, stride, stride)
+
+
+def _hidden(params: dict[str, torch.Tensor], x: torch.Tensor, net: Net) -> torch.Tensor:
+    """The readout of the last hidden layer: ``(n, width)`` (fc, gap) or
+    ``(n, width * positions)`` (flatten)."""
+    w_std, b_std = math.sqrt(net.weight_var), math.sqrt(net.bias_var)
+    h = x
+    for layer in range(net.depth):
+        w = params[f"w{layer}"]
+        if net.conv:
+            fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+            if net.padding != "valid":
+                low = (net.filter_size - 1) // 2
+                high = net.filter_size - 1 - low
+                circular = net.padding == "circular"
+                h = _pad_axis(_pad_axis(h, 2, low, high, circular), 3, low, high, circular)
+            pre = F.conv2d(h, w) * (w_std / math.sqrt(fan_in))
+            if f"b{layer}" in params:
+                pre = pre + b_std * params[f"b{layer}"][:, None, None]
+        else:
+            pre = (h @ w.T) * (w_std / math.sqrt(w.shape[1]))
+            if f"b{layer}" in params:
+                pre = pre + b_std * params[f"b{layer}"]
+        h = _activation(pre, net.activation)
+        if net.conv:
+            h = _pool(h, net.pooling[layer])
+    if not net.conv:
+        return h
+    if net.readout == "gap":
+        return h.mean((2, 3))
+    return h.reshape(h.shape[0], -1)
+
+
+def _output(params: dict[str, torch.Tensor], x: torch.Tensor, net: Net) -> torch.Tensor:
+    """The scalar outputs ``(n,)`` of the network with its final ``Dense(1)``."""
+    r = _hidden(params, x, net)
+    w = params["w_out"]
+    out = (r @ w) * (math.sqrt(net.weight_var) / math.sqrt(w.shape[0]))
+    if "b_out" in params:
+        out = out + math.sqrt(net.bias_var) * params["b_out"]
+    return out
+
+
+def _check_width(kernel, budget: Any) -> int:
+    from kernelzoo.approx.base import check_budget
+
+    return check_budget(budget, "budget (network width)")
+
+
+# ----------------------------------------------------------------------- monte carlo nngp
+class MonteCarloNNGP(Approximation):
+    """NNGP features of random finite networks, ``budget`` = width of every hidden layer.
+
+    Options
+    -------
+    n_samples : int >= 1, default 1
+        Independent networks, concatenated with ``1/sqrt(n_samples)`` scaling.
+
+    Shape: ``features(X)``: ``(n, ...)`` -> ``(n, n_samples * (F + [bias_std > 0]))``
+    with F = width (fc, gap) or width * final positions (flatten).
+    """
+
+    method = "monte-carlo"
+    options: ClassVar[dict[str, Any]] = {"n_samples": 1}
+
+    def _check_budget(self, budget: Any) -> int:
+        return _check_width(self.kernel, budget)
+
+    def _check_options(self) -> None:
+        n = self.opts["n_samples"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n_samples must be an integer >= 1, got {n!r}")
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        net = self.kernel.net
+        gen = generator(self.seed)
+        shape = tuple(x.shape[1:])
+        self.params_ = [
+            _draw_params(net, shape, self.budget, gen, dense=False)
+            for _ in range(self.opts["n_samples"])
+        ]
+        bias_column = net.readout_dense and net.bias_var > 0
+        per_sample = _readout_size(net, shape, self.budget) + int(bias_column)
+        self.n_features_ = per_sample * self.opts["n_samples"]
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.kernel.net
+        fitted = self.fitted_on(
+            x, **{f"{i}/{k}": v for i, params in enumerate(self.params_) for k, v in params.items()}
+        )
+        scale = math.sqrt(net.weight_var) if net.readout_dense else 1.0
+        blocks = []
+        for index in range(len(self.params_)):
+            prefix = f"{index}/"
+            local = {k[len(prefix):]: v for k, v in fitted.items() if k.startswith(prefix)}
+            r = _hidden(local, x, net)
+            blocks.append(r * (scale / math.sqrt(r.shape[1])))
+            if net.readout_dense and net.bias_var > 0:
+                blocks.append(torch.full((x.shape[0], 1), math.sqrt(net.bias_var),
+                                         dtype=x.dtype, device=x.device))
+        return torch.cat(blocks, 1) * (1.0 / math.sqrt(len(self.params_)))
+
+
+# ----------------------------------------------------------------------- empirical ntk
+class EmpiricalNTK(Approximation):
+    """The empirical NTK ``J(x) J(y)^T`` of a random finite network, ``budget`` = width.
+
+    J is the Jacobian of the scalar output (the final ``Dense(1)``, which is
+    required) with respect to every parameter, by ``torch.func``; the Gram is
+    evaluated tile by tile so that the Jacobians held at once stay under the
+    memory budget. :meth:`features` returns J itself when ``n x n_params``
+    numbers fit in the budget and raises a ``ValueError`` saying how much it
+    needs otherwise.
+
+    Shape: ``gram(X, Y)``: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``;
+    ``features(X)`` -> ``(n, n_params)``.
+    """
+
+    method = "empirical"
+    options: ClassVar[dict[str, Any]] = {}
+
+    def _check_budget(self, budget: Any) -> int:
+        return _check_width(self.kernel, budget)
+
+    def _check_options(self) -> None:
+        if not self.kernel.net.readout_dense:
+            raise ValueError(
+                "the empirical NTK needs the scalar output of the final Dense(1) layer; "
+                "use readout_dense=True"
+            )
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        net = self.kernel.net
+        self.params_ = _draw_params(net, tuple(x.shape[1:]), self.budget,
+                                    generator(self.seed), dense=True)
+        self.n_features_ = sum(p.numel() for p in self.params_.values())
+
+    # the Jacobian of a block of inputs: (len(x), n_params)
+    def _jacobian(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.func import jacrev, vmap
+
+        net = self.kernel.net
+        params = self.fitted_on(x, **self.params_)
+
+        def single(p, xi):
+            return _output(p, xi[None], net)[0]
+
+        jac = vmap(jacrev(single), in_dims=(None, 0))(params, x)
+        return torch.cat([jac[name].reshape(x.shape[0], -1) for name in params], 1)
+
+    def _rows_per_block(self, x: torch.Tensor, budget: int) -> int:
+        """Jacobian rows per block: a row and its vmap intermediates are about two
+        parameter vectors, and a row block and a column block share the budget."""
+        per_row = 2 * self.n_features_ * x.element_size()
+        return max(1, budget // (2 * per_row))
+
+    def gram(self, X: Any, Y: Any = None, memory_budget: float | str | None = None):
+        self._budget_now = parse_memory_budget(memory_budget)
+        try:
+            return super().gram(X, Y, memory_budget)
+        finally:
+            self._budget_now = None
+
+    def _gram_block(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        budget = getattr(self, "_budget_now", None) or get_memory_budget()
+        step = self._rows_per_block(x, budget)
+        other = x if y is None else y
+        if x.shape[0] + (0 if y is None else other.shape[0]) <= 2 * step:
+            jx = self._jacobian(x)
+            jy = jx if y is None else self._jacobian(y)
+            return jx @ jy.T
+        # tiles: each row block's Jacobian once, the column blocks' recomputed per row block
+        out = torch.empty((x.shape[0], other.shape[0]), dtype=x.dtype, device=x.device)
+        for r0 in range(0, x.shape[0], step):
+            jx = self._jacobian(x[r0 : r0 + step])
+            for c0 in range(r0 if y is None else 0, other.shape[0], step):
+                same = y is None and c0 == r0
+                jy = jx if same else self._jacobian(other[c0 : c0 + step])
+                block = jx @ jy.T
+                out[r0 : r0 + step, c0 : c0 + step] = block
+                if y is None and not same:
+                    out[c0 : c0 + step, r0 : r0 + step] = block.T
+        return out
+
+    def diag(self, X: Any) -> torch.Tensor:
+        x = self._input(X)
+        step = max(1, self._rows_per_block(x, get_memory_budget()))
+        return torch.cat([self._jacobian(x[s : s + step]).square().sum(1)
+                          for s in range(0, x.shape[0], step)])
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        budget = get_memory_budget()
+        need = x.shape[0] * self.n_features_ * x.element_size() * 2
+        if need > budget:
+            raise ValueError(
+                f"the empirical NTK features of {x.shape[0]} inputs are a "
+                f"{x.shape[0]} x {self.n_features_} Jacobian: about {need / 2**30:.2f} GiB with "
+                f"its intermediates, more than the memory budget of {budget / 2**30:.2f} GiB; "
+                f"use gram() (tiled), fewer inputs at a time, or kz.set_memory_budget(...)"
+            )
+        return self._jacobian(x)
