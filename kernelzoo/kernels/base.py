@@ -104,8 +104,9 @@ class Kernel:
     family: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     approximations: ClassVar[tuple[str, ...]] = ("nystrom",)
-    #: vector kernels flatten images; conv kernels need image structure
-    is_conv: ClassVar[bool] = False
+    #: vector kernels flatten images; conv kernels need image structure (families
+    #: whose layout depends on a parameter override this with a property)
+    is_conv: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         names = [p.name for p in self.params]
