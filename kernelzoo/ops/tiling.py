@@ -112,11 +112,18 @@ def tiled_gram(
         if symmetric:
             same = r0 == c0
             tile_k = block(x[r0:r1], x[c0:c1], same)
+            # a transposed copy into a strided slice is slow; transpose into a
+            # contiguous buffer first (blocked kernel), then copy rows
+            if tile_k.requires_grad:
+                mirror = tile_k.T
+            else:
+                mirror = tile_k.T.contiguous()
             if same:  # GEMMs are not exactly symmetric: make the diagonal tile so
-                tile_k = 0.5 * (tile_k + tile_k.T)
-            out[r0:r1, c0:c1] = tile_k
-            if not same:
-                out[c0:c1, r0:r1] = tile_k.T
+                tile_k = 0.5 * (tile_k + mirror)
+                out[r0:r1, c0:c1] = tile_k
+            else:
+                out[r0:r1, c0:c1] = tile_k
+                out[c0:c1, r0:r1] = mirror
         else:
             out[r0:r1, c0:c1] = block(x[r0:r1], y[c0:c1], False)
     return out
