@@ -1,0 +1,464 @@
+"""GP harness: Gaussian-process regression with every family, exact and approximate.
+
+Tasks
+-----
+``digits-rotation``
+    Images rotated by an angle drawn uniformly in [-45, 45] degrees (seeded);
+    the target is the angle (the deep-kernel-learning image regression task).
+    MNIST (28 x 28) when its files are installed (``kernelzoo data fetch
+    mnist``; ``source='mnist'``), else scikit-learn's 8 x 8 digits, padded to
+    12 x 12 so that rotations keep the corners (``source='digits'``). The
+    ``dataset`` column says which: ``mnist-rotation`` or ``digits-rotation``.
+    Rotation: bilinear ``grid_sample`` with zero padding.
+``diabetes``
+    scikit-learn's diabetes regression (442 x 10), features standardised on
+    the training split; vector kernels only.
+
+Models
+------
+``exact``
+    ``gpytorch.models.ExactGP`` with ``ScaleKernel(k.to_gpytorch())``,
+    constant mean and Gaussian noise, trained by Adam on the exact marginal
+    likelihood (``gpytorch.settings.max_cholesky_size`` above n, so every
+    solve is a Cholesky). Exact conv kernels (ckn, conv nngp/ntk) have fixed
+    hyperparameters (choose them on a validation split) and their Gram is
+    computed once (cached); rbf learns its lengthscale. Skipped (an error row)
+    above ``exact_max_n`` (1000 for conv kernels, 5000 for vector kernels).
+``sgpr``
+    Titsias' SGPR through ``gpytorch.kernels.InducingPointKernel`` with
+    ``budget`` inducing points (a seeded subset of the training inputs; fixed
+    for kernels with fixed hyperparameters, trained for rbf).
+any approximation method (``nystrom``, ``rff``, ``random-features``, ``layerwise``, ...)
+    An exact GP on that approximation's features (low-rank operators); the
+    layerwise CKN trains its anchors and sigma through the likelihood.
+
+Rows (one per metric): ``rmse`` and ``nlpd`` (mean negative log predictive
+density of the test targets under the predictive N(mu, var + noise)), both in
+target units (degrees for rotations); ``coverage95`` (fraction of test targets
+inside mu +- 1.96 sd); ``train_seconds``; ``predict_seconds``. ``seconds`` is
+the training time on every row. Extra columns: ``n_test``, ``source``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from kernelzoo.bench._common import (
+    KernelCase,
+    Progress,
+    describe_error,
+    error_row,
+    make_row,
+    parse_dtype,
+    resolve_kernels,
+    run_metadata,
+    timed,
+    to_frame,
+)
+
+__all__ = [
+    "DEFAULT_BUDGETS",
+    "DEFAULT_KERNELS",
+    "diabetes",
+    "gp_metrics",
+    "rotate_images",
+    "rotated_digits",
+    "run_gp",
+]
+
+HARNESS = "gp"
+
+DEFAULT_KERNELS: dict[str, tuple[str, ...]] = {
+    "digits-rotation": (
+        "rbf",
+        "arccos(degree=1, depth=2)",
+        "nngp(architecture='fc', depth=2)",
+        "ntk(architecture='fc', depth=2)",
+        "nngp(architecture='conv', depth=2)",
+        "ntk(architecture='conv', depth=2)",
+        "ckn",
+    ),
+    "diabetes": (
+        "rbf",
+        "arccos(degree=1, depth=2)",
+        "nngp(architecture='fc', depth=2)",
+        "ntk(architecture='fc', depth=2)",
+    ),
+}
+
+#: budget per method (inducing points, features, width, anchors per layer)
+DEFAULT_BUDGETS: dict[str, Any] = {
+    "sgpr": 128,
+    "nystrom": 128,
+    "rff": 512,
+    "orf": 512,
+    "random-features": 512,
+    "monte-carlo": 512,
+    "empirical": 64,
+    "layerwise": [32, 64],
+    "supervised": [32, 64],
+}
+
+_EXACT_MAX_N = {"conv": 1000, "vector": 5000}
+_DATASETS = ("digits-rotation", "diabetes")
+
+
+# ---------------------------------------------------------------------------- data
+def rotate_images(images: torch.Tensor, angles_deg: torch.Tensor) -> torch.Tensor:
+    """Rotate each image about its centre (bilinear, zero padding).
+
+    Shape: ``(n, C, H, W)``, ``(n,)`` -> ``(n, C, H, W)``.
+    """
+    theta = angles_deg.to(images.dtype) * (math.pi / 180.0)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    zero = torch.zeros_like(cos)
+    affine = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(affine, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _mnist_available() -> bool:
+    try:
+        from kernelzoo.data.datasets import load_dataset
+
+        load_dataset("mnist", "test", n=1)
+    except Exception:  # noqa: BLE001 - any failure means: not installed
+        return False
+    return True
+
+
+def rotated_digits(n_train: int, n_test: int, seed: int = 0, source: str = "auto"):
+    """Rotated digit images and their angles (degrees).
+
+    Returns ``(x_train, y_train, x_test, y_test, image_shape, name)`` with
+    ``x`` float64 ``(n, C*H*W)`` numpy arrays and ``name`` the dataset label.
+    """
+    if source not in ("auto", "mnist", "digits"):
+        raise ValueError(f"source={source!r} is not allowed; expected 'auto', 'mnist' or 'digits'")
+    use_mnist = source == "mnist" or (source == "auto" and _mnist_available())
+    rng = np.random.default_rng(seed)
+    if use_mnist:
+        from kernelzoo.data.datasets import load_dataset
+
+        train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+        if n_train > len(train) or n_test > len(test):
+            raise ValueError(f"MNIST has {len(train)} train and {len(test)} test images")
+        tr = rng.choice(len(train), n_train, replace=False)
+        te = rng.choice(len(test), n_test, replace=False)
+        images = np.concatenate([train.X[tr], test.X[te]]).astype(np.float64)
+        name = "mnist-rotation"
+    else:
+        from sklearn.datasets import load_digits
+
+        data = load_digits().images / 16.0
+        if n_train + n_test > len(data):
+            raise ValueError(
+                f"digits has {len(data)} images; n_train + n_test = {n_train + n_test} is too "
+                f"many (install MNIST: kernelzoo data fetch mnist)"
+            )
+        idx = rng.permutation(len(data))[: n_train + n_test]
+        images = np.pad(data[idx], ((0, 0), (2, 2), (2, 2)))[:, None].astype(np.float64)
+        name = "digits-rotation"
+    angles = rng.uniform(-45.0, 45.0, size=len(images))
+    rotated = rotate_images(torch.from_numpy(images), torch.from_numpy(angles)).numpy()
+    shape = tuple(int(s) for s in rotated.shape[1:])
+    flat = rotated.reshape(len(rotated), -1)
+    return (flat[:n_train], angles[:n_train], flat[n_train:], angles[n_train:], shape, name)
+
+
+def diabetes(n_train: int, n_test: int | None = None, seed: int = 0):
+    """scikit-learn's diabetes, split (seeded) and standardised on the training part.
+
+    Returns ``(x_train, y_train, x_test, y_test, None, "diabetes")``.
+    """
+    from sklearn.datasets import load_diabetes
+
+    x, y = load_diabetes(return_X_y=True)
+    n_test = len(x) - n_train if n_test is None else n_test
+    if n_train + n_test > len(x) or n_train < 2 or n_test < 1:
+        raise ValueError(f"diabetes has {len(x)} samples; got n_train={n_train}, n_test={n_test}")
+    idx = np.random.default_rng(seed).permutation(len(x))
+    tr, te = idx[:n_train], idx[n_train : n_train + n_test]
+    mean, std = x[tr].mean(0), x[tr].std(0)
+    std[std == 0] = 1.0
+    return (x[tr] - mean) / std, y[tr], (x[te] - mean) / std, y[te], None, "diabetes"
+
+
+# ---------------------------------------------------------------------------- models
+def _gp_model(train_x, train_y, covar, likelihood):
+    import gpytorch
+
+    class _ExactGP(gpytorch.models.ExactGP):
+        def __init__(self):
+            super().__init__(train_x, train_y, likelihood)
+            self.mean_module = gpytorch.means.ConstantMean()
+            self.covar_module = covar
+
+        def forward(self, x):
+            return gpytorch.distributions.MultivariateNormal(
+                self.mean_module(x), self.covar_module(x)
+            )
+
+    return _ExactGP()
+
+
+def _median_distance(x: torch.Tensor, seed: int) -> float:
+    gen = torch.Generator().manual_seed(seed)
+    sub = x[torch.randperm(len(x), generator=gen)[:500].to(x.device)]
+    d = torch.cdist(sub, sub)
+    return float(d[d > 0].median()) if (d > 0).any() else 1.0
+
+
+def _covariance(case: KernelCase, method: str, budget: Any, x_train: torch.Tensor,
+                image_shape, seed: int, likelihood):
+    """The gpytorch covariance module for one kernel and method (fitted where needed)."""
+    import gpytorch
+
+    kernel = case.kernel
+    if kernel.family == "rbf" and "lengthscale" not in case.fixed:
+        # an initial lengthscale on the data's scale; the likelihood refines it
+        kernel = kernel.__class__(lengthscale=_median_distance(x_train, seed))
+    conv = getattr(kernel, "is_conv", False)
+    shape_opt = {"image_shape": image_shape} if conv else {}
+    if method == "exact":
+        return gpytorch.kernels.ScaleKernel(kernel.to_gpytorch(**shape_opt)), None
+    if method == "sgpr":
+        base = gpytorch.kernels.ScaleKernel(kernel.to_gpytorch(**shape_opt))
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(x_train), generator=gen)[: int(budget)].to(x_train.device)
+        covar = gpytorch.kernels.InducingPointKernel(
+            base, inducing_points=x_train[idx].clone(), likelihood=likelihood
+        )
+        if kernel.family != "rbf":  # fixed kernels: fixed inducing points, cached blocks
+            covar.inducing_points.requires_grad_(False)
+        return covar, None
+    approx = kernel.approximate(method, budget=budget, seed=seed)
+    fit_x = x_train if not conv else x_train.reshape(len(x_train), *image_shape)
+    approx.fit(fit_x)
+    return gpytorch.kernels.ScaleKernel(approx.to_gpytorch(**shape_opt)), approx
+
+
+def gp_metrics(mean: torch.Tensor, var: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """RMSE, mean NLPD and 95% coverage of targets ``y`` under N(mean, var).
+
+    Shape: ``(n,)`` each.
+    """
+    var = var.clamp_min(1e-12)
+    resid = y - mean
+    nlpd = 0.5 * (torch.log(2 * math.pi * var) + resid.square() / var)
+    return {
+        "rmse": float(resid.square().mean().sqrt()),
+        "nlpd": float(nlpd.mean()),
+        "coverage95": float((resid.abs() <= 1.959963984540054 * var.sqrt()).double().mean()),
+    }
+
+
+def _fit_predict(case, method, budget, data, seed, device, dtype, training_iters, lr):
+    import gpytorch
+
+    x_tr, y_tr, x_te, y_te, image_shape, _ = data
+    x_tr = torch.as_tensor(x_tr, dtype=dtype, device=device)
+    x_te = torch.as_tensor(x_te, dtype=dtype, device=device)
+    y_tr = torch.as_tensor(y_tr, dtype=dtype, device=device)
+    y_te = torch.as_tensor(y_te, dtype=dtype, device=device)
+    y_mean, y_std = y_tr.mean(), y_tr.std().clamp_min(1e-12)
+    target = (y_tr - y_mean) / y_std
+    torch.manual_seed(seed)
+    likelihood = gpytorch.likelihoods.GaussianLikelihood()
+    covar, approx = _covariance(case, method, budget, x_tr, image_shape, seed, likelihood)
+    model = _gp_model(x_tr, target, covar, likelihood).to(device=device, dtype=dtype)
+    n_features = getattr(approx, "n_features", None) if approx is not None else (
+        int(budget) if method == "sgpr" else None
+    )
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    big = 10 * (len(x_tr) + len(x_te)) + 1
+
+    def train() -> None:
+        model.train()
+        likelihood.train()
+        for _ in range(training_iters):
+            optimizer.zero_grad()
+            loss = -mll(model(x_tr), target)
+            loss.backward()
+            optimizer.step()
+
+    def predict():
+        model.eval()
+        likelihood.eval()
+        with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
+            pred = likelihood(model(x_te))
+            return pred.mean, pred.variance
+
+    with gpytorch.settings.max_cholesky_size(big), warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpytorch.utils.warnings.NumericalWarning)
+        _, train_seconds = timed(train, device)
+        (mean, var), predict_seconds = timed(predict, device)
+    metrics = gp_metrics(mean * y_std + y_mean, var * y_std**2, y_te)
+    metrics["train_seconds"] = train_seconds
+    metrics["predict_seconds"] = predict_seconds
+    return metrics, train_seconds, n_features
+
+
+def _methods_for(case: KernelCase, methods: Sequence[str] | None, n_train: int,
+                 exact_max_n: dict[str, int]) -> list[tuple[str, str]]:
+    """``(method, reason_not_run)`` pairs for one kernel."""
+    kernel = case.kernel
+    conv = bool(getattr(kernel, "is_conv", False))
+    limit = exact_max_n["conv" if conv else "vector"]
+    if methods is None:
+        chosen = ["exact" if n_train <= limit else "sgpr"]
+        if kernel.family == "ckn":
+            chosen.append("layerwise")
+    else:
+        chosen = list(methods)
+    out = []
+    for method in chosen:
+        reason = ""
+        if method == "exact" and n_train > limit:
+            reason = f"n_train={n_train} > exact limit {limit} for this kernel; use sgpr"
+        elif method not in ("exact", "sgpr") and method not in kernel.approximations:
+            continue  # methods of other families
+        out.append((method, reason))
+    return out
+
+
+def run_gp(
+    dataset: str = "digits-rotation",
+    kernels: Sequence[Any] | None = None,
+    n_train: int = 300,
+    n_test: int | None = None,
+    methods: Sequence[str] | None = None,
+    budgets: dict[str, Any] | None = None,
+    device: Any = "cpu",
+    dtype: Any = "float64",
+    seeds: Sequence[int] = (0,),
+    out: str | os.PathLike | None = None,
+    progress: bool | Progress = True,
+    training_iters: int = 50,
+    lr: float = 0.1,
+    source: str = "auto",
+    exact_max_n: dict[str, int] | None = None,
+) -> pd.DataFrame:
+    """GP regression with each kernel and method; one tidy row per metric.
+
+    Parameters
+    ----------
+    dataset : {"digits-rotation", "diabetes"}
+    kernels : spec strings or kernels, optional
+        Default :data:`DEFAULT_KERNELS` of the dataset. Conv kernels are
+        skipped (error row) on ``diabetes``.
+    n_train, n_test : int
+        Sizes; ``n_test`` defaults to 200 for rotations and to the rest of the
+        442 samples for ``diabetes``.
+    methods : list of str, optional
+        ``"exact"``, ``"sgpr"`` and approximation methods; default: exact
+        (sgpr above ``exact_max_n``), plus ``layerwise`` for ckn. Methods a
+        family does not have are left out for it.
+    budgets : dict, optional
+        Method -> budget, over :data:`DEFAULT_BUDGETS`.
+    device, dtype : where and in which precision to compute.
+    seeds : data split, rotation angles, inducing points and approximations.
+    out : path, optional
+        A ``.csv`` file, or a folder that gets ``gp.csv``.
+    progress : bool or Progress
+    training_iters, lr : Adam on the negative marginal log likelihood.
+    source : {"auto", "mnist", "digits"}
+        Images for ``digits-rotation`` (auto: MNIST if installed).
+    exact_max_n : dict, optional
+        ``{"conv": 1000, "vector": 5000}``: the largest exact GP per kind.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`kernelzoo.bench._common.COLUMNS` plus ``n_test`` and
+        ``source``; ``df.attrs["metadata"]`` records versions and machine.
+    """
+    if dataset not in _DATASETS:
+        raise ValueError(f"dataset={dataset!r} is not allowed; expected one of {_DATASETS}")
+    if n_test is None:
+        n_test = 200 if dataset == "digits-rotation" else max(1, 442 - n_train)
+    for name, value in (("n_train", n_train), ("n_test", n_test), ("training_iters",
+                                                                      training_iters)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    torch_dtype = parse_dtype(dtype)
+    device = torch.device(device)
+    budget_of = {**DEFAULT_BUDGETS, **(budgets or {})}
+    limits = {**_EXACT_MAX_N, **(exact_max_n or {})}
+    cases = resolve_kernels(kernels if kernels is not None else DEFAULT_KERNELS[dataset])
+    bar = None
+    if isinstance(progress, Progress):
+        tracker = progress
+    else:
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(seeds) * len(cases), desc=f"gp {dataset}", leave=False)
+        tracker = Progress(bar)
+    rows: list[dict[str, Any]] = []
+    name = dataset
+    try:
+        for seed in seeds:
+            if dataset == "diabetes":
+                data = diabetes(n_train, n_test, seed)
+            else:
+                data = rotated_digits(n_train, n_test, seed, source)
+            name = data[5]
+            common = {"seed": seed, "dataset": name, "n": n_train, "device": device,
+                      "dtype": torch_dtype, "n_test": len(data[3]), "source": name}
+            for case in cases:
+                tracker.note(case.spec)
+                rows.extend(_rows_for_case(case, data, seed, common, methods, budget_of, limits,
+                                           device, torch_dtype, training_iters, lr))
+                tracker.step(case.spec)
+    finally:
+        if bar is not None:
+            bar.close()
+    frame = to_frame(rows, extra_columns=("n_test", "source"),
+                     metadata=run_metadata(device, harness=HARNESS, dataset=name))
+    if out is not None:
+        path = os.fspath(out)
+        if not path.endswith(".csv"):
+            os.makedirs(path, exist_ok=True)
+            path = os.path.join(path, "gp.csv")
+        frame.to_csv(path, index=False)
+    return frame
+
+
+def _rows_for_case(case, data, seed, common, methods, budget_of, limits, device, dtype,
+                   training_iters, lr) -> list[dict[str, Any]]:
+    rows = []
+    if not case.ok:
+        return [error_row(HARNESS, case, "exact", "rmse", case.error, **common)]
+    if getattr(case.kernel, "is_conv", False) and data[4] is None:
+        return [error_row(HARNESS, case, "exact", "rmse",
+                          f"{case.family} is convolutional; {common['dataset']} has no images",
+                          **common)]
+    for method, reason in _methods_for(case, methods, common["n"], limits):
+        budget = None if method == "exact" else budget_of.get(method)
+        if reason:
+            rows.append(error_row(HARNESS, case, method, "rmse", reason, budget=budget, **common))
+            continue
+        try:
+            metrics, seconds, n_features = _fit_predict(
+                case, method, budget, data, seed, device, dtype, training_iters, lr
+            )
+        except Exception as exc:  # noqa: BLE001 - a failing kernel is a row, the run goes on
+            rows.append(error_row(HARNESS, case, method, "rmse", describe_error(exc),
+                                  budget=budget, **common))
+            continue
+        for metric, value in metrics.items():
+            rows.append(make_row(HARNESS, case, method, metric, value, budget=budget,
+                                 n_features=n_features, seconds=seconds, **common))
+    return rows
