@@ -506,3 +506,19 @@ def test_exp_with_small_sigma_does_not_overflow():
     g32 = kz.kernel(spec).gram(x.float(), y.float())
     assert torch.isfinite(g32).all()
     np.testing.assert_allclose(g32.double().numpy(), ref, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "spec", ["ckn(n_layers=1, subsampling=2)", "ckn(n_layers=1, subsampling=1)", "ckn",
+             "ckn(n_layers=1, kappa='arccos1')"]
+)
+def test_fast_path_equals_differentiable_path_over_many_sub_blocks(spec):
+    """Regression: the fused-exp buffer was reused across first-layer sub-blocks
+    without pooling (one layer), so n >= 8 images gave a wrong, non-PSD Gram."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(24, 1, 12, 12, generator=g, dtype=torch.float64)
+    k = kz.kernel(spec)
+    fast = k.gram(x)
+    slow = k.gram(x.clone().requires_grad_(True)).detach()
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-10 * float(slow.abs().max()))
+    assert torch.linalg.eigvalsh(fast).min() > -1e-8 * float(fast.abs().max())

@@ -429,7 +429,8 @@ class CKN(Kernel):
                           for a in right)
         step = min(plan.first_block, b)
         buffer = None
-        if self._fused_exp(grad):
+        # the buffer is reused across sub-blocks: only when pooling copies out of it
+        if self._fused_exp(grad) and pool is not None:
             buffer = left[0].new_empty(step, h * w, h * w + pad)
         parts = []
         for s0 in range(0, b, step):
