@@ -19,6 +19,7 @@ to the sphere after every step.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,8 +96,11 @@ class CKNLayer(nn.Module):
             self._cache = {key: out}
         return out
 
-    def patch_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The kernel map before pooling: ``(n, C, H, W)`` -> ``(n, p, H, W)``."""
+    def _unnormalised_map(self, x: torch.Tensor) -> torch.Tensor:
+        """``|z| kappa(Z z / |z|)`` at every position, before ``kappa(Z Z^T)^{-1/2}``.
+
+        Shape: ``(n, C, H, W)`` -> ``(n, p, H, W)``.
+        """
         f = self.filter_size
         c = x.shape[1]
         if c != self.in_channels:
@@ -105,18 +109,38 @@ class CKNLayer(nn.Module):
         ones = torch.ones(1, c, f, f, dtype=x.dtype, device=x.device)
         norms = safe_sqrt(F.conv2d(x * x, ones, padding=f // 2))  # (n, 1, H, W)
         dots = F.conv2d(x, z.reshape(-1, c, f, f), padding=f // 2)  # (n, p, H, W)
-        mapped = kappa_fn(safe_div(dots, norms), self.kappa, self.sigma) * norms
-        w = self.normalization().to(x.dtype)
-        return torch.einsum("qp,nphw->nqhw", w, mapped)
+        tracked = torch.is_grad_enabled() and (x.requires_grad or z.requires_grad)
+        if self.kappa == "exp" and not tracked:
+            # inference: kappa(u) |z| = exp(u / sigma^2) * (|z| exp(-1 / sigma^2)), three
+            # in-place passes over the big map; the divisions stay on the (n, 1, H, W) norms
+            # (a zero patch has zero dots, so exp(0) * 0 = 0)
+            s2 = self.sigma * self.sigma
+            inv = safe_div(torch.ones_like(norms), norms * s2)
+            return dots.mul_(inv).exp_().mul_(norms * math.exp(-1.0 / s2))
+        inv = safe_div(torch.ones_like(norms), norms)
+        return kappa_fn(dots * inv, self.kappa, self.sigma) * norms
+
+    def _normalise_map(self, mapped: torch.Tensor) -> torch.Tensor:
+        """Apply ``kappa(Z Z^T)^{-1/2}`` over the channels: ``(n, p, h, w)`` -> same."""
+        w = self.normalization().to(mapped.dtype)
+        n, p, h, wd = mapped.shape
+        # one GEMM on (n, p, h*w): (p, p) @ (n, p, hw)
+        return torch.matmul(w, mapped.reshape(n, p, h * wd)).reshape(n, p, h, wd)
+
+    def patch_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The kernel map before pooling: ``(n, C, H, W)`` -> ``(n, p, H, W)``."""
+        return self._normalise_map(self._unnormalised_map(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mapped = self.patch_map(x)
-        if self.subsampling == 1:
-            return mapped
-        h, w = mapped.shape[2:]
-        g_rows = pooling_matrix(h, self.subsampling, x.dtype, x.device)
-        g_cols = pooling_matrix(w, self.subsampling, x.dtype, x.device)
-        return g_rows @ mapped @ g_cols.T
+        # pooling is linear over positions and the normalisation linear over channels,
+        # so they commute: normalise the (smaller) pooled map
+        mapped = self._unnormalised_map(x)
+        if self.subsampling > 1:
+            h, w = mapped.shape[2:]
+            g_rows = pooling_matrix(h, self.subsampling, x.dtype, x.device)
+            g_cols = pooling_matrix(w, self.subsampling, x.dtype, x.device)
+            mapped = g_rows @ mapped @ g_cols.T
+        return self._normalise_map(mapped)
 
 
 class CKNNetwork(nn.Module):
@@ -304,10 +328,18 @@ class LayerwiseCKN(Approximation):
             batch = unique_images[s:s + size]
             with torch.no_grad():
                 maps = net.maps(x[batch.to(x.device)])
-            patches = F.unfold(maps, f, padding=f // 2)  # (b, D, P)
+            # gather only the sampled patches (not every patch, as F.unfold would), in
+            # unfold's (channel, row, column) order
             sel = (images[:, None] == batch[None, :])  # which sampled patches are in this batch
             rows, local = sel.nonzero(as_tuple=True)
-            out.append(patches[local.to(x.device), :, where[rows].to(x.device)])
+            width = maps.shape[3]
+            top, left = where[rows] // width, where[rows] % width
+            offsets = torch.arange(f)
+            padded = F.pad(maps, (f // 2,) * 4).permute(0, 2, 3, 1)  # (b, H + 2r, W + 2r, C)
+            picked = padded[local[:, None, None].to(x.device),
+                            (top[:, None, None] + offsets[None, :, None]).to(x.device),
+                            (left[:, None, None] + offsets[None, None, :]).to(x.device)]
+            out.append(picked.permute(0, 3, 1, 2).flatten(1))  # (N, C * f * f)
         patches = torch.cat(out)
         norms = patches.norm(dim=1, keepdim=True)
         keep = norms[:, 0] > 0
@@ -348,17 +380,30 @@ class SupervisedCKN(LayerwiseCKN):
     runs SGD with momentum on the anchors against that classifier's loss
     (anchors re-projected to the unit sphere after each step; the learning rate
     decays geometrically to ``lr * lr_final`` over the epochs). The classifier is
-    refitted on the final features and kept: :meth:`predict`, :meth:`score`.
+    refitted on the final features; the network kept is the one (initial,
+    after an epoch, or final) whose refitted classifier has the best validation
+    accuracy, with that classifier: :meth:`predict`, :meth:`score`.
+    :meth:`fit_split` takes an explicit validation split instead of ``val_fraction``.
+
+    After fitting: ``loss_history_`` (mean training loss of each epoch),
+    ``val_accuracy_history_`` (validation accuracy of each refit: before
+    every epoch, then final; entry 0 is the layerwise initialisation) and
+    ``best_epoch_`` (the entry of the network kept).
 
     Options (besides those of ``layerwise``)
     -------
     epochs : int, default 10
     batch_size : int, default 128
-    lr : float, default 1.0
+    lr : float, default 0.01 (1.0 diverged on Fashion-MNIST; 0.03 already did)
     momentum : float, default 0.9
     lr_final : float, default 0.1
     val_fraction : float, default 0.2
     classifier : {'ridge', 'squared_hinge'}, default 'ridge'
+    min_lambda : float, default 1e-4
+        The classifier that the anchors are trained against has its lambda chosen
+        on validation among ``lambda >= min_lambda * top`` (``top``: the largest
+        eigenvalue of the centred ``F^T F / n``); 0 lifts the floor. The final
+        classifier, and the choice of the network kept, use the full grid.
     device : str, optional
         Where to train (default: where X is).
     progress : bool, default True
@@ -367,8 +412,9 @@ class SupervisedCKN(LayerwiseCKN):
 
     method = "supervised"
     options: ClassVar[dict[str, Any]] = {
-        **LayerwiseCKN.options, "batch_size": 128, "epochs": 10, "lr": 1.0, "momentum": 0.9,
-        "lr_final": 0.1, "val_fraction": 0.2, "classifier": "ridge", "device": None,
+        **LayerwiseCKN.options, "batch_size": 128, "epochs": 10, "lr": 0.01, "momentum": 0.9,
+        "lr_final": 0.1, "val_fraction": 0.2, "classifier": "ridge", "min_lambda": 1e-4,
+        "device": None,
         "progress": True,
     }
 
@@ -383,16 +429,39 @@ class SupervisedCKN(LayerwiseCKN):
                 f"classifier={self.opts['classifier']!r} is not allowed; expected 'ridge' or "
                 f"'squared_hinge'"
             )
+        ml = self.opts["min_lambda"]
+        if isinstance(ml, bool) or not isinstance(ml, (int, float)) or ml < 0:
+            raise ValueError(f"min_lambda must be a number >= 0, got {ml!r}")
         for name in ("lr", "lr_final"):
             if not isinstance(self.opts[name], (int, float)) or self.opts[name] <= 0:
                 raise ValueError(f"{name} must be > 0, got {self.opts[name]!r}")
 
-    def _refit_classifier(self, f_tr, y_tr, f_val, y_val):
-        from kernelzoo.classify import fit_ridge_classifier, fit_squared_hinge_classifier
+    def _refit_classifier(self, f_tr, y_tr, f_val, y_val, training: bool = False):
+        """The validation-chosen classifier; for ``training``, lambda >= ``min_lambda * top``.
 
-        fit = (fit_ridge_classifier if self.opts["classifier"] == "ridge"
-               else fit_squared_hinge_classifier)
-        return fit(f_tr, y_tr, f_val, y_val)
+        ``top`` is the largest eigenvalue of the centred ``F^T F / n`` (the scale of the
+        default lambda grids). A tiny lambda gives huge weights, and then the loss is so
+        sharp in the anchors that SGD diverges; the final classifier uses the full grid.
+        """
+        from kernelzoo.classify import (
+            default_lambdas,
+            fit_ridge_classifier,
+            fit_squared_hinge_classifier,
+        )
+
+        ridge = self.opts["classifier"] == "ridge"
+        fit = fit_ridge_classifier if ridge else fit_squared_hinge_classifier
+        floor = float(self.opts["min_lambda"])
+        if not training or floor <= 0:
+            return fit(f_tr, y_tr, f_val, y_val)
+        centred = (f_tr - f_tr.mean(0)).double()
+        vec = torch.ones(centred.shape[1], dtype=torch.float64, device=centred.device)
+        for _ in range(30):  # power iteration: the top eigenvalue, to a few digits
+            vec = centred.T @ (centred @ vec)
+            vec = vec / vec.norm().clamp_min(1e-300)
+        top = float((centred @ vec).square().sum()) / centred.shape[0]
+        grid = default_lambdas(top) if ridge else top * np.logspace(-8, 0, 9)
+        return fit(f_tr, y_tr, f_val, y_val, lambdas=grid[grid >= 0.999 * floor * top])
 
     def _loss(self, scores: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
               lam: float) -> torch.Tensor:
@@ -403,12 +472,9 @@ class SupervisedCKN(LayerwiseCKN):
         return data + lam * weight.square().sum()
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
-        from tqdm.auto import tqdm
-
         if y is None:
             raise ValueError("supervised CKN needs labels: fit(X, y)")
         y = y.reshape(-1).to(torch.int64).cpu()
-        device = torch.device(self.opts["device"]) if self.opts["device"] else x.device
         gen = generator(self.seed + 1)
         n = x.shape[0]
         n_val = max(1, round(self.opts["val_fraction"] * n))
@@ -416,9 +482,42 @@ class SupervisedCKN(LayerwiseCKN):
             raise ValueError(f"too few samples ({n}) for val_fraction={self.opts['val_fraction']}")
         perm = torch.randperm(n, generator=gen)
         val_idx, tr_idx = perm[:n_val], perm[n_val:]
-        x = x.to(device)
-        x_tr, x_val = x[tr_idx.to(device)], x[val_idx.to(device)]
-        y_tr, y_val = y[tr_idx], y[val_idx]
+        self._train(x[tr_idx.to(x.device)], y[tr_idx], x[val_idx.to(x.device)], y[val_idx], gen)
+
+    def fit_split(self, X_train: Any, y_train: Any, X_val: Any, y_val: Any) -> SupervisedCKN:
+        """Fit with an explicit validation split (``val_fraction`` is not used).
+
+        The validation split chooses the classifier's lambda at every refit, as in :meth:`fit`.
+
+        Shape: ``X_train (n, ...)``, ``y_train (n,)``, ``X_val (m, ...)``, ``y_val (m,)``.
+        """
+        x_tr = self.kernel.prepare(X_train, "X_train")
+        x_val = self.kernel.prepare(X_val, "X_val")
+        if tuple(x_val.shape[1:]) != tuple(x_tr.shape[1:]):
+            raise ValueError(
+                f"X_val has feature shape {tuple(x_val.shape[1:])} but X_train has "
+                f"{tuple(x_tr.shape[1:])}"
+            )
+        labels = []
+        for name, t, xx in (("y_train", y_train, x_tr), ("y_val", y_val, x_val)):
+            t = torch.as_tensor(np.asarray(t) if not torch.is_tensor(t) else t)
+            if t.reshape(-1).shape[0] != xx.shape[0]:
+                raise ValueError(f"{name} has {t.reshape(-1).shape[0]} labels but there are "
+                                 f"{xx.shape[0]} samples")
+            labels.append(t.reshape(-1).to(torch.int64).cpu())
+        self._cache = {}
+        self.input_shape_ = tuple(x_tr.shape[1:])
+        self._train(x_tr, labels[0], x_val, labels[1], generator(self.seed + 1))
+        self.fitted_ = True
+        return self
+
+    def _train(self, x_tr: torch.Tensor, y_tr: torch.Tensor, x_val: torch.Tensor,
+               y_val: torch.Tensor, gen: torch.Generator) -> None:
+        from tqdm.auto import tqdm
+
+        device = torch.device(self.opts["device"]) if self.opts["device"] else x_tr.device
+        x_tr, x_val = x_tr.to(device), x_val.to(device)
+        x = x_tr
         super()._fit(x_tr, None)  # layerwise initialisation on the training part
         net = self._build_network(device, x.dtype)
         params = [layer.weight for layer in net.layers]
@@ -432,9 +531,18 @@ class SupervisedCKN(LayerwiseCKN):
         self.val_accuracy_history_ = []
         bar = tqdm(range(epochs), desc="supervised ckn", disable=not self.opts["progress"],
                    leave=False)
+        best: tuple[float, list[torch.Tensor], Any] | None = None
         for _ in bar:
-            clf = self._fit_classifier_on(net, x_tr, y_tr, x_val, y_val)
+            with torch.no_grad():
+                f_tr, f_val = self._batched(net, x_tr), self._batched(net, x_val)
+            clf = self._refit_classifier(f_tr, y_tr, f_val, y_val)
             self.val_accuracy_history_.append(clf.val_accuracy)
+            if best is None or clf.val_accuracy > best[0]:
+                best = (clf.val_accuracy, [layer.weight.detach().clone() for layer in net.layers],
+                        clf)
+            if float(self.opts["min_lambda"]) > 0:  # the classifier the anchors train against
+                clf = self._refit_classifier(f_tr, y_tr, f_val, y_val, training=True)
+            del f_tr, f_val
             weight = clf.weight.to(device=device, dtype=x.dtype)
             intercept = clf.intercept.to(device=device, dtype=x.dtype)
             targets = torch.where(y_tr[:, None] == clf.classes[None, :], 1.0, -1.0).to(
@@ -455,11 +563,18 @@ class SupervisedCKN(LayerwiseCKN):
             sched.step()
             self.loss_history_.append(total / count)
             bar.set_postfix(loss=self.loss_history_[-1], val_acc=clf.val_accuracy)
-        self.anchors_ = [layer.weight.detach().cpu() for layer in net.layers]
-        self._networks = {}
         net.requires_grad_(False)
         clf = self._fit_classifier_on(net, x_tr, y_tr, x_val, y_val)
         self.val_accuracy_history_.append(clf.val_accuracy)
+        self.best_epoch_ = len(self.val_accuracy_history_) - 1
+        if best is not None and best[0] > clf.val_accuracy:  # keep the best network on validation
+            with torch.no_grad():
+                for layer, weight in zip(net.layers, best[1], strict=True):
+                    layer.weight.copy_(weight)
+            clf = best[2]
+            self.best_epoch_ = self.val_accuracy_history_.index(best[0])
+        self.anchors_ = [layer.weight.detach().cpu() for layer in net.layers]
+        self._networks = {}
         self.classifier_ = {k: (v if not isinstance(v, torch.Tensor) else v.cpu())
                             for k, v in clf.state().items()}
 
