@@ -15,7 +15,6 @@ for zero, identical and scaled inputs.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -72,7 +71,10 @@ class KernelTestMixin:
         assert d.shape == (x.shape[0],)
         assert d.dtype == dtype
         torch.testing.assert_close(
-            d, torch.diagonal(k.gram(x)), rtol=self.tol(dtype), atol=self.tol(dtype) * float(d.abs().max())
+            d,
+            torch.diagonal(k.gram(x)),
+            rtol=self.tol(dtype),
+            atol=self.tol(dtype) * float(d.abs().max()),
         )
 
     def test_cross_block_equals_full_gram_block(self):
@@ -82,11 +84,19 @@ class KernelTestMixin:
         full = k.gram(both)
         cross = k.gram(x, y)
         assert cross.shape == (x.shape[0], y.shape[0])
-        torch.testing.assert_close(cross, full[: x.shape[0], x.shape[0] :], rtol=self.rtol64,
-                                   atol=self.rtol64 * float(full.abs().max()))
+        torch.testing.assert_close(
+            cross,
+            full[: x.shape[0], x.shape[0] :],
+            rtol=self.rtol64,
+            atol=self.rtol64 * float(full.abs().max()),
+        )
         sub = k.gram(x, x[:3])
-        torch.testing.assert_close(sub, full[: x.shape[0], :3], rtol=self.rtol64,
-                                   atol=self.rtol64 * float(full.abs().max()))
+        torch.testing.assert_close(
+            sub,
+            full[: x.shape[0], :3],
+            rtol=self.rtol64,
+            atol=self.rtol64 * float(full.abs().max()),
+        )
 
     def test_memory_budget_invariance(self):
         x, y = self.inputs(torch.float64)
@@ -99,9 +109,12 @@ class KernelTestMixin:
                 warnings.simplefilter("ignore", RuntimeWarning)  # tiny budgets warn
                 out = k.gram(x, memory_budget=budget)
                 out_xy = k.gram(x, y, memory_budget=budget)
-            torch.testing.assert_close(out, ref, rtol=self.rtol64, atol=self.rtol64 * float(ref.abs().max()))
-            torch.testing.assert_close(out_xy, k.gram(x, y), rtol=self.rtol64,
-                                       atol=self.rtol64 * float(ref.abs().max()))
+            torch.testing.assert_close(
+                out, ref, rtol=self.rtol64, atol=self.rtol64 * float(ref.abs().max())
+            )
+            torch.testing.assert_close(
+                out_xy, k.gram(x, y), rtol=self.rtol64, atol=self.rtol64 * float(ref.abs().max())
+            )
 
     def test_numpy_input_and_determinism(self):
         x, y = self.inputs(torch.float64)

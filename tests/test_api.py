@@ -22,8 +22,9 @@ def test_available_is_sorted_and_complete():
     assert {"rbf", "arccos", "nngp", "ntk", "ckn"} <= set(fams)
 
 
-@pytest.mark.parametrize("spec", ["rbf", "rbf(lengthscale=2.5)", "arccos(degree=2, depth=3)",
-                                  "arccos(depth=2)"])
+@pytest.mark.parametrize(
+    "spec", ["rbf", "rbf(lengthscale=2.5)", "arccos(degree=2, depth=3)", "arccos(depth=2)"]
+)
 def test_spec_roundtrip(spec):
     k = kz.kernel(spec)
     assert kz.kernel(k.spec) == k
@@ -39,7 +40,8 @@ def test_spec_equals_keyword_form_and_keywords_override():
 
 def test_spec_parsing_is_literal_only():
     assert parse_spec("f(a=[1, 2], b='x', c=None, d=True, e=-0.5, g=bare)") == (
-        "f", {"a": [1, 2], "b": "x", "c": None, "d": True, "e": -0.5, "g": "bare"}
+        "f",
+        {"a": [1, 2], "b": "x", "c": None, "d": True, "e": -0.5, "g": "bare"},
     )
     for bad in ("rbf(lengthscale=__import__('os'))", "rbf(1.0)", "rbf(lengthscale=1", "1+2", ""):
         with pytest.raises(ValueError):
@@ -55,9 +57,15 @@ def test_spec_parsing_is_literal_only():
         (lambda: kz.kernel("rbf", lengthscale="a"), "lengthscale must be a number"),
         (lambda: kz.kernel("arccos", degree=3), r"degree=3 is not allowed.*\[0, 1, 2\]"),
         (lambda: kz.kernel("arccos", depth=0), "depth must be >= 1"),
-        (lambda: kz.kernel("rbf").approximate("magic", budget=3), "unknown approximation method 'magic'.*rff"),
+        (
+            lambda: kz.kernel("rbf").approximate("magic", budget=3),
+            "unknown approximation method 'magic'.*rff",
+        ),
         (lambda: kz.kernel("rbf").approximate("rff", budget=0), "budget must be > 0"),
-        (lambda: kz.kernel("rbf").approximate("rff", budget=2.5), "budget must be a positive integer"),
+        (
+            lambda: kz.kernel("rbf").approximate("rff", budget=2.5),
+            "budget must be a positive integer",
+        ),
         (lambda: kz.kernel("rbf").approximate("rff", budget=8, bogus=1), "unknown option 'bogus'"),
         (lambda: kz.kernel("rbf").approximate("rff", budget=8).features(X), "not fitted"),
     ],
@@ -137,15 +145,23 @@ def test_indivisible_block_warns():
 
 
 # ----------------------------------------------------------------- property tests
-FAMILIES = ["rbf(lengthscale=1.3)", "arccos(degree=0, depth=2)", "arccos(degree=1, depth=1)",
-            "arccos(degree=2, depth=2)"]
+FAMILIES = [
+    "rbf(lengthscale=1.3)",
+    "arccos(degree=0, depth=2)",
+    "arccos(degree=1, depth=1)",
+    "arccos(degree=2, depth=2)",
+]
 
 
 @pytest.mark.parametrize("spec", FAMILIES)
 @settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    n=st.integers(1, 9), m=st.integers(1, 6), d=st.integers(1, 7),
-    log_scale=st.floats(-3, 3), seed=st.integers(0, 2**16), f32=st.booleans(),
+    n=st.integers(1, 9),
+    m=st.integers(1, 6),
+    d=st.integers(1, 7),
+    log_scale=st.floats(-3, 3),
+    seed=st.integers(0, 2**16),
+    f32=st.booleans(),
 )
 def test_properties_over_shapes_and_scales(spec, n, m, d, log_scale, seed, f32):
     """Symmetric, PSD, finite, diag == diagonal, cross block == block, any shape/scale."""
@@ -178,12 +194,44 @@ def test_cli_gram_equals_python(tmp_path, capsys):
     xp, yp, out = tmp_path / "x.npy", tmp_path / "y.npy", tmp_path / "k.npy"
     np.save(xp, X)
     np.save(yp, X[:4])
-    assert main(["gram", "arccos(degree=1, depth=2)", "--x", str(xp), "--out", str(out),
-                 "--dtype", "float64"]) == 0
+    assert (
+        main(
+            [
+                "gram",
+                "arccos(degree=1, depth=2)",
+                "--x",
+                str(xp),
+                "--out",
+                str(out),
+                "--dtype",
+                "float64",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_allclose(np.load(out), kz.kernel("arccos(degree=1, depth=2)").gram(X).numpy())
-    assert main(["gram", "rbf(lengthscale=2.0)", "--x", str(xp), "--y", str(yp), "--out", str(out),
-                 "--dtype", "float64", "--memory-budget", "1MB"]) == 0
-    np.testing.assert_allclose(np.load(out), kz.kernel("rbf(lengthscale=2.0)").gram(X, X[:4]).numpy())
+    assert (
+        main(
+            [
+                "gram",
+                "rbf(lengthscale=2.0)",
+                "--x",
+                str(xp),
+                "--y",
+                str(yp),
+                "--out",
+                str(out),
+                "--dtype",
+                "float64",
+                "--memory-budget",
+                "1MB",
+            ]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(
+        np.load(out), kz.kernel("rbf(lengthscale=2.0)").gram(X, X[:4]).numpy()
+    )
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -195,15 +243,23 @@ def test_cli_gram_equals_python(tmp_path, capsys):
         (["gram", "rbf", "--x", "{missing}", "--out", "{o}"], "file not found"),
         (["gram", "rbf", "--x", "{nan}", "--out", "{o}"], "NaN"),
         (["gram", "rbf", "--x", "{empty}", "--out", "{o}"], "empty"),
-        (["gram", "rbf", "--x", "{x}", "--y", "{other}", "--out", "{o}"], "mismatched feature shapes"),
+        (
+            ["gram", "rbf", "--x", "{x}", "--y", "{other}", "--out", "{o}"],
+            "mismatched feature shapes",
+        ),
         (["gram", "rbf", "--x", "{vec}", "--out", "{o}"], "2-D"),
         (["gram", "rbf", "--x", "{x}", "--out", "{o}", "--memory-budget", "0"], "memory_budget"),
         (["gram", "rbf", "--x", "{x}"], "exactly one of --out"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
-    paths = {"x": X, "nan": np.array([[np.nan, 1.0]]), "empty": np.zeros((0, 5)),
-             "other": np.ones((3, 2)), "vec": np.ones(5)}
+    paths = {
+        "x": X,
+        "nan": np.array([[np.nan, 1.0]]),
+        "empty": np.zeros((0, 5)),
+        "other": np.ones((3, 2)),
+        "vec": np.ones(5),
+    }
     fmt = {"o": str(tmp_path / "k.npy"), "missing": str(tmp_path / "none.npy")}
     for name, arr in paths.items():
         np.save(tmp_path / f"{name}.npy", arr)

@@ -63,13 +63,16 @@ class SlowRBF(RBF):
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    ) as local_cluster, distributed.Client(local_cluster, timeout="60s") as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as local_cluster,
+        distributed.Client(local_cluster, timeout="60s") as client,
+    ):
         client.wait_for_workers(2, timeout=120)
         client.run(lambda: __import__("torch").zeros(1))  # import torch once, up front
         yield local_cluster
@@ -116,7 +119,12 @@ def test_stored_gram_equals_in_memory(address, tmp_path):
     x, y = _data(150), _data(70, seed=1)
     k = kz.kernel(SPEC)
     result = gram_to_store(
-        k, x, store=tmp_path / "K.zarr", tile=40, scheduler=address, progress=False,
+        k,
+        x,
+        store=tmp_path / "K.zarr",
+        tile=40,
+        scheduler=address,
+        progress=False,
         timeout=RUN_TIMEOUT,
     )
     assert result.symmetric and result.n_tasks == 10 and result.n_computed == 10
@@ -132,7 +140,13 @@ def test_stored_gram_equals_in_memory(address, tmp_path):
     assert store_status(result)["complete"] and verify_store(result) == []
 
     cross = gram_to_store(
-        k, x, y, tmp_path / "C.zarr", tile=32, scheduler=address, progress=False,
+        k,
+        x,
+        y,
+        tmp_path / "C.zarr",
+        tile=32,
+        scheduler=address,
+        progress=False,
         timeout=RUN_TIMEOUT,
     )
     assert not cross.symmetric and cross.shape == (150, 70) and cross.n_tasks == 5 * 3
@@ -148,7 +162,12 @@ def test_float32_and_features_store(address, tmp_path):
     x = _data(90).astype(np.float32)
     k = kz.kernel(SPEC)
     result = gram_to_store(
-        k, x, store=tmp_path / "K.zarr", tile=32, scheduler=address, progress=False,
+        k,
+        x,
+        store=tmp_path / "K.zarr",
+        tile=32,
+        scheduler=address,
+        progress=False,
         timeout=RUN_TIMEOUT,
     )
     assert result.dtype == "float32"
@@ -156,7 +175,12 @@ def test_float32_and_features_store(address, tmp_path):
 
     approx = k.approximate("rff", budget=16, seed=0).fit(x)
     feats = features_to_store(
-        approx, x, tmp_path / "F.zarr", tile=25, scheduler=address, progress=False,
+        approx,
+        x,
+        tmp_path / "F.zarr",
+        tile=25,
+        scheduler=address,
+        progress=False,
         timeout=RUN_TIMEOUT,
     )
     assert feats.shape == (90, approx.n_features) and feats.n_tasks == 4
@@ -170,8 +194,15 @@ def test_incomplete_store_is_refused_by_readers(tmp_path):
     from kernelzoo.integrations.dask import _open_or_create
 
     layout = {
-        "kind": "gram", "kernel": SPEC, "approximation": None, "x": None, "y": None,
-        "symmetric": True, "shape": [10, 10], "dtype": "float64", "tile": [5, 5],
+        "kind": "gram",
+        "kernel": SPEC,
+        "approximation": None,
+        "x": None,
+        "y": None,
+        "symmetric": True,
+        "shape": [10, 10],
+        "dtype": "float64",
+        "tile": [5, 5],
     }
     _open_or_create(str(tmp_path / "K.zarr"), layout)
     with pytest.raises(ValueError, match="incomplete: 4 of 4 chunks"):
@@ -201,7 +232,12 @@ def test_worker_killed_mid_run_still_finishes(cluster, address, tmp_path):
     killer = threading.Thread(target=kill_when_started, daemon=True)
     killer.start()
     result = gram_to_store(
-        SlowRBF(lengthscale=3.0), x, store=store, tile=20, scheduler=address, progress=False,
+        SlowRBF(lengthscale=3.0),
+        x,
+        store=store,
+        tile=20,
+        scheduler=address,
+        progress=False,
         timeout=RUN_TIMEOUT,
     )
     killer.join(timeout=10)
@@ -246,7 +282,8 @@ def test_killed_run_resumes_with_only_missing_tiles(address, tmp_path):
     )
     try:
         _wait_for(
-            lambda: _done_tasks(store) >= 5 or proc.poll() is not None, RUN_TIMEOUT,
+            lambda: _done_tasks(store) >= 5 or proc.poll() is not None,
+            RUN_TIMEOUT,
             "the runner to record 5 tiles",
         )
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
@@ -272,7 +309,12 @@ def test_changed_spec_or_inputs_are_refused(address, tmp_path):
     x = _data(60)
     store = tmp_path / "K.zarr"
     gram_to_store(
-        kz.kernel(SPEC), x, store=store, tile=30, scheduler=address, progress=False,
+        kz.kernel(SPEC),
+        x,
+        store=store,
+        tile=30,
+        scheduler=address,
+        progress=False,
         timeout=RUN_TIMEOUT,
     )
     before = read_manifest(store)
@@ -299,8 +341,9 @@ def test_corrupted_chunk_is_detected_and_recomputed(address, tmp_path):
     x = _data(90)
     store = tmp_path / "K.zarr"
     k = kz.kernel(SPEC)
-    gram_to_store(k, x, store=store, tile=30, scheduler=address, progress=False,
-                  timeout=RUN_TIMEOUT)
+    gram_to_store(
+        k, x, store=store, tile=30, scheduler=address, progress=False, timeout=RUN_TIMEOUT
+    )
     chunk_file = store / "c" / "1" / "0"  # zarr v3 default chunk key of chunk (1, 0)
     assert chunk_file.is_file()
     chunk_file.write_bytes(os.urandom(chunk_file.stat().st_size))
@@ -312,8 +355,9 @@ def test_corrupted_chunk_is_detected_and_recomputed(address, tmp_path):
     messages = " ".join(str(w.message) for w in record)
     assert "chunk (1, 0) (rows 30:60, columns 0:30)" in messages and "chunk (2, 2)" in messages
     with pytest.warns(RuntimeWarning) as record:
-        result = gram_to_store(k, x, store=store, scheduler=address, progress=False,
-                               timeout=RUN_TIMEOUT)
+        result = gram_to_store(
+            k, x, store=store, scheduler=address, progress=False, timeout=RUN_TIMEOUT
+        )
     messages = " ".join(str(w.message) for w in record)
     assert "chunk (1, 0)" in messages and "chunk (2, 2)" in messages and "recomputing" in messages
     assert result.n_corrupt == 2 and result.n_computed == 2 and result.n_reused == 4
@@ -331,8 +375,7 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(TypeError, match="kernelzoo kernel"):
         gram_to_store(lambda a, b: a @ b.T, x, store=tmp_path / "K.zarr")
     with pytest.raises(ValueError, match="n_workers only sizes"):
-        gram_to_store(k, x, store=tmp_path / "K.zarr", scheduler="tcp://127.0.0.1:1",
-                      n_workers=2)
+        gram_to_store(k, x, store=tmp_path / "K.zarr", scheduler="tcp://127.0.0.1:1", n_workers=2)
 
 
 # ---------------------------------------------------------------------- solver
@@ -357,28 +400,46 @@ def test_block_cg_matches_dense_solve(one_thread):
 def test_out_of_core_ridge_matches_dense(address, tmp_path, one_thread, digits):
     x_train, y_train, x_val, y_val = _ridge_problem(digits)
     k = kz.kernel("rbf(lengthscale=3.0)")
-    train = gram_to_store(k, x_train, store=tmp_path / "train.zarr", tile=100, scheduler=address,
-                          progress=False, timeout=RUN_TIMEOUT)
-    cross = gram_to_store(k, x_val, x_train, tmp_path / "val.zarr", tile=100, scheduler=address,
-                          progress=False, timeout=RUN_TIMEOUT)
+    train = gram_to_store(
+        k,
+        x_train,
+        store=tmp_path / "train.zarr",
+        tile=100,
+        scheduler=address,
+        progress=False,
+        timeout=RUN_TIMEOUT,
+    )
+    cross = gram_to_store(
+        k,
+        x_val,
+        x_train,
+        tmp_path / "val.zarr",
+        tile=100,
+        scheduler=address,
+        progress=False,
+        timeout=RUN_TIMEOUT,
+    )
     lambdas = [1e-2, 1e-1, 1.0]
     # a small budget forces reading several row panels of chunks on every pass
-    best, coef = kernel_ridge_from_store(train.path, cross.path, y_train, y_val, lambdas,
-                                         tol=1e-9, memory_budget=200 * 8 * 100 * 2)
+    best, coef = kernel_ridge_from_store(
+        train.path, cross.path, y_train, y_val, lambdas, tol=1e-9, memory_budget=200 * 8 * 100 * 2
+    )
     k_train = k.gram(x_train)
     k_val = k.gram(x_val, x_train)
     onehot = torch.nn.functional.one_hot(torch.as_tensor(y_train), 10).double()
     accuracies = []
     for lam in lambdas:
         dense = torch.linalg.solve(k_train + lam * torch.eye(200, dtype=torch.float64), onehot)
-        accuracies.append(float((k_val @ dense).argmax(1).eq(torch.as_tensor(y_val)).double()
-                                .mean()))
+        accuracies.append(
+            float((k_val @ dense).argmax(1).eq(torch.as_tensor(y_val)).double().mean())
+        )
         if lam == best:
             torch.testing.assert_close(coef, dense, rtol=1e-6, atol=1e-6)
     assert best == max(zip(accuracies, lambdas))[1]
     # the same through a Dask array and a dense tensor
-    selection = kernel_ridge_path(open_store_dask(train), k_val, y_train, y_val, lambdas,
-                                  tol=1e-9, dask_scheduler="sync")
+    selection = kernel_ridge_path(
+        open_store_dask(train), k_val, y_train, y_val, lambdas, tol=1e-9, dask_scheduler="sync"
+    )
     assert selection.best_lambda == best and selection.scores == pytest.approx(accuracies)
     predicted = predict(cross.path, coef, selection.classes)
     assert np.mean(predicted == y_val) == pytest.approx(max(accuracies))
@@ -397,8 +458,20 @@ def test_cli_store_with_scheduler(address, tmp_path, capsys):
     x = _data(50)
     np.save(tmp_path / "x.npy", x)
     store = str(tmp_path / "K.zarr")
-    argv = ["gram", SPEC, "--x", str(tmp_path / "x.npy"), "--store", store, "--dtype",
-            "float64", "--tile", "20", "--scheduler", address]
+    argv = [
+        "gram",
+        SPEC,
+        "--x",
+        str(tmp_path / "x.npy"),
+        "--store",
+        store,
+        "--dtype",
+        "float64",
+        "--tile",
+        "20",
+        "--scheduler",
+        address,
+    ]
     assert main(argv) == 0
     assert "wrote" in capsys.readouterr().out
     np.testing.assert_allclose(load_store(store), kz.kernel(SPEC).gram(x).numpy(), rtol=1e-12)
@@ -413,8 +486,23 @@ def test_cli_store_default_local_cluster(tmp_path):
     x = _data(30)
     np.save(tmp_path / "x.npy", x)
     store = str(tmp_path / "K.zarr")
-    assert main(["gram", SPEC, "--x", str(tmp_path / "x.npy"), "--y", str(tmp_path / "x.npy"),
-                 "--store", store, "--dtype", "float64"]) == 0
+    assert (
+        main(
+            [
+                "gram",
+                SPEC,
+                "--x",
+                str(tmp_path / "x.npy"),
+                "--y",
+                str(tmp_path / "x.npy"),
+                "--store",
+                store,
+                "--dtype",
+                "float64",
+            ]
+        )
+        == 0
+    )
     np.testing.assert_allclose(load_store(store), kz.kernel(SPEC).gram(x).numpy(), rtol=1e-12)
 
 
@@ -425,10 +513,25 @@ def test_workers_compute_on_their_gpu(address, tmp_path):
     k = kz.kernel(SPEC)
     with distributed.Client(address, timeout="60s") as client:
         assert all(client.run(lambda: __import__("torch").cuda.is_available()).values())
-    result = gram_to_store(k, x, store=tmp_path / "K.zarr", tile=32, scheduler=address,
-                           device="auto", progress=False, timeout=RUN_TIMEOUT)
+    result = gram_to_store(
+        k,
+        x,
+        store=tmp_path / "K.zarr",
+        tile=32,
+        scheduler=address,
+        device="auto",
+        progress=False,
+        timeout=RUN_TIMEOUT,
+    )
     np.testing.assert_allclose(load_store(result), k.gram(x).numpy(), rtol=1e-10, atol=1e-12)
     cuda_input = torch.as_tensor(x, device="cuda")  # CUDA input: device "cuda" by default
-    again = gram_to_store(k, cuda_input, store=tmp_path / "K2.zarr", tile=32, scheduler=address,
-                          progress=False, timeout=RUN_TIMEOUT)
+    again = gram_to_store(
+        k,
+        cuda_input,
+        store=tmp_path / "K2.zarr",
+        tile=32,
+        scheduler=address,
+        progress=False,
+        timeout=RUN_TIMEOUT,
+    )
     np.testing.assert_allclose(load_store(again), load_store(result), rtol=1e-12, atol=1e-14)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -101,7 +100,9 @@ def test_rbf_matches_sklearn():
     x = _DIGITS
     for ls in (0.5, 3.0):
         ours = kz.kernel("rbf", lengthscale=ls).gram(x).numpy()
-        np.testing.assert_allclose(ours, rbf_kernel(x, gamma=1 / (2 * ls**2)), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            ours, rbf_kernel(x, gamma=1 / (2 * ls**2)), rtol=1e-12, atol=1e-14
+        )
     ours32 = kz.kernel("rbf", lengthscale=3.0).gram(x.astype(np.float32)).numpy()
     np.testing.assert_allclose(ours32, rbf_kernel(x, gamma=1 / 18), atol=2e-6)
 
@@ -172,7 +173,10 @@ def test_arccos_deep_against_quadrature(degree, depth):
     k = np.array([[x[i] @ x[j] for j in range(2)] for i in range(2)])
     for _ in range(depth):
         k = np.array(
-            [[_gauss_hermite_layer(k[i, i], k[j, j], k[i, j], degree) for j in range(2)] for i in range(2)]
+            [
+                [_gauss_hermite_layer(k[i, i], k[j, j], k[i, j], degree) for j in range(2)]
+                for i in range(2)
+            ]
         )
     ours = kz.kernel("arccos", degree=degree, depth=depth).gram(x).numpy()
     # the step/kink makes quadrature converge slowly: a loose, independent check
@@ -191,13 +195,20 @@ def _errors(spec, method, budgets, seeds, x):
     k = kz.kernel(spec)
     exact = k.gram(x)
     return np.array(
-        [[rel_err(k.approximate(method, budget=b, seed=s).fit(x).gram(x), exact) for s in seeds] for b in budgets]
+        [
+            [rel_err(k.approximate(method, budget=b, seed=s).fit(x).gram(x), exact) for s in seeds]
+            for b in budgets
+        ]
     )
 
 
 @pytest.mark.parametrize(
-    "spec,method", [("rbf(lengthscale=3.0)", "rff"), ("rbf(lengthscale=3.0)", "orf"),
-                    ("arccos(degree=1, depth=2)", "random-features")]
+    "spec,method",
+    [
+        ("rbf(lengthscale=3.0)", "rff"),
+        ("rbf(lengthscale=3.0)", "orf"),
+        ("arccos(degree=1, depth=2)", "random-features"),
+    ],
 )
 def test_random_features_error_falls_like_inverse_sqrt_budget(spec, method):
     errs = _errors(spec, method, [64, 256, 1024], range(4), _DIGITS).mean(1)
@@ -206,12 +217,16 @@ def test_random_features_error_falls_like_inverse_sqrt_budget(spec, method):
     assert -0.75 < slope < -0.3, slope
 
 
-@pytest.mark.parametrize("spec,method", [("rbf(lengthscale=3.0)", "rff"), ("arccos(degree=1)", "random-features")])
+@pytest.mark.parametrize(
+    "spec,method", [("rbf(lengthscale=3.0)", "rff"), ("arccos(degree=1)", "random-features")]
+)
 def test_random_features_unbiased(spec, method):
     """The mean over seeds of the approximate Gram converges to the exact one."""
     x = _DIGITS[:10]
     exact = kz.kernel(spec).gram(x)
-    grams = torch.stack([kz.kernel(spec).approximate(method, budget=256, seed=s).fit(x).gram(x) for s in range(200)])
+    grams = torch.stack(
+        [kz.kernel(spec).approximate(method, budget=256, seed=s).fit(x).gram(x) for s in range(200)]
+    )
     mean_err = (grams.mean(0) - exact).abs().mean() / exact.abs().mean()
     single_err = (grams[0] - exact).abs().mean() / exact.abs().mean()
     assert mean_err < 0.2 * single_err
@@ -240,7 +255,9 @@ def test_nystrom_landmark_strategies():
     x = _DIGITS
     k = kz.kernel("rbf(lengthscale=3.0)")
     exact = k.gram(x)
-    km = rel_err(k.approximate("nystrom", budget=20, seed=0, landmarks="kmeans").fit(x).gram(x), exact)
+    km = rel_err(
+        k.approximate("nystrom", budget=20, seed=0, landmarks="kmeans").fit(x).gram(x), exact
+    )
     given = k.approximate("nystrom", landmarks=x[:20]).fit(x)
     assert given.n_features == 20
     assert km < 0.05

@@ -107,7 +107,7 @@ class Approximation:
             )
 
     def fit(self, X: Any, y: Any = None) -> Approximation:
-        """Fit on training inputs ``X`` ``(n, ...)`` (and labels ``y`` where the method uses them)."""
+        """Fit on training inputs ``X`` ``(n, ...)`` (labels ``y`` where the method uses them)."""
         x = self.kernel.prepare(X, "X")
         yt = None if y is None else torch.as_tensor(np.asarray(y) if not torch.is_tensor(y) else y)
         if yt is not None and yt.shape[0] != x.shape[0]:
@@ -150,7 +150,7 @@ class Approximation:
     def gram(
         self, X: Any, Y: Any = None, memory_budget: int | float | str | None = None
     ) -> torch.Tensor:
-        """The approximate Gram ``(n, m)`` (``features(X) @ features(Y).T`` where features exist)."""
+        """The approximate Gram ``(n, m)``: ``features(X) @ features(Y).T`` where features exist."""
         parse_memory_budget(memory_budget)
         x = self._input(X, "X")
         if Y is None:
@@ -226,8 +226,12 @@ def load(path: str | os.PathLike) -> Approximation:
     if not module.startswith("kernelzoo."):
         raise ValueError(f"{path}: refusing to load class {payload['class']!r}")
     cls = getattr(importlib.import_module(module), name)
-    obj = cls(make_kernel(payload["kernel"]), budget=payload["budget"], seed=payload["seed"],
-              **payload["options"])
+    obj = cls(
+        make_kernel(payload["kernel"]),
+        budget=payload["budget"],
+        seed=payload["seed"],
+        **payload["options"],
+    )
     state = payload["state"]
     if "input_shape_" in state:
         state["input_shape_"] = tuple(state["input_shape_"])
@@ -240,5 +244,3 @@ class FeatureApproximation(Approximation):
     """An approximation with an explicit feature map (most of them)."""
 
     has_features = True
-
-

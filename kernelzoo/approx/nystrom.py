@@ -73,9 +73,7 @@ class Nystrom(Approximation):
                 )
             return z
         if self.budget > x.shape[0]:
-            raise ValueError(
-                f"budget={self.budget} landmarks but X has only {x.shape[0]} samples"
-            )
+            raise ValueError(f"budget={self.budget} landmarks but X has only {x.shape[0]} samples")
         if lm == "uniform":
             idx = nested_permutation(x.shape[0], self.seed)[: self.budget]
             return x[idx.to(x.device)]
@@ -93,7 +91,9 @@ class Nystrom(Approximation):
             rel_clip = 1e-6 if x.dtype == torch.float32 else 1e-12
         kzz = self.kernel.gram(z).to(torch.float64)
         self.landmarks_ = z.detach().cpu()
-        self.normalization_ = inv_sqrt_psd(kzz, eps=float(self.opts["eps"]), rel_clip=rel_clip).cpu()
+        self.normalization_ = inv_sqrt_psd(
+            kzz, eps=float(self.opts["eps"]), rel_clip=rel_clip
+        ).cpu()
         self.n_features_ = z.shape[0]
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:

@@ -67,7 +67,8 @@ def _median_distance(x: torch.Tensor, max_points: int = 512) -> float:
 
 
 def hyperparameter_candidates(
-    case: KernelCase, x_train: torch.Tensor,
+    case: KernelCase,
+    x_train: torch.Tensor,
     grid: dict[str, dict[str, Sequence[Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """The parameter overrides to try for one kernel (``[{}]`` when nothing is searched).
@@ -79,13 +80,15 @@ def hyperparameter_candidates(
     grid = HYPERPARAMETER_GRID if grid is None else grid
     names = set(case.kernel.get_params()) if case.ok else set()
     family_grid = {
-        name: tuple(values) for name, values in grid.get(case.family, {}).items()
+        name: tuple(values)
+        for name, values in grid.get(case.family, {}).items()
         if name in names and name not in case.fixed
     }
     if any(name in RELATIVE_TO_MEDIAN_DISTANCE for name in family_grid):
         scale = _median_distance(x_train)
         family_grid = {
-            name: tuple(v * scale for v in values) if name in RELATIVE_TO_MEDIAN_DISTANCE
+            name: tuple(v * scale for v in values)
+            if name in RELATIVE_TO_MEDIAN_DISTANCE
             else values
             for name, values in family_grid.items()
         }
@@ -103,8 +106,7 @@ def with_hyperparameters(case: KernelCase, overrides: dict[str, Any]):
 
 
 def _describe(overrides: dict[str, Any], lam: float) -> str:
-    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}"
-             for k, v in overrides.items()]
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in overrides.items()]
     return ", ".join([*parts, f"lambda={lam:.0e}"])
 
 
@@ -114,7 +116,12 @@ def _as_labels(y: Any) -> np.ndarray:
 
 def accuracy(
     kernels: Iterable[Any],
-    X_train: Any, y_train: Any, X_val: Any, y_val: Any, X_test: Any, y_test: Any,
+    X_train: Any,
+    y_train: Any,
+    X_val: Any,
+    y_val: Any,
+    X_test: Any,
+    y_test: Any,
     *,
     n_train: Sequence[int] | None = None,
     budgets: Sequence[Any] = (64, 256),
@@ -192,14 +199,30 @@ def accuracy(
         raise ValueError(f"n_train must be in [2, {len(x_train)}], got {sizes}")
     data = _Splits(x_train, y_train, x_val, y_val, x_test, y_test)
     common = {"dataset": dataset, "device": device, "dtype": dtype}
-    settings = {"limit": method_seconds, "budgets": budgets, "seeds": seeds, "lambdas": lambdas, "grid": hyperparameters,
-                    "every_n": approximations_at_every_n}
+    settings = {
+        "limit": method_seconds,
+        "budgets": budgets,
+        "seeds": seeds,
+        "lambdas": lambdas,
+        "grid": hyperparameters,
+        "every_n": approximations_at_every_n,
+    }
     rows: list[dict[str, Any]] = []
     chosen_by_spec: dict[str, dict[str, Any]] = {}
     for case in resolve_kernels(kernels):
         if not case.ok:
-            rows.append(error_row(_HARNESS, case, "exact", "test_accuracy", case.error,
-                                  n=sizes[-1], params="", **common))
+            rows.append(
+                error_row(
+                    _HARNESS,
+                    case,
+                    "exact",
+                    "test_accuracy",
+                    case.error,
+                    n=sizes[-1],
+                    params="",
+                    **common,
+                )
+            )
             progress.step(case.spec)
             continue
         wanted = methods_of(case, methods)
@@ -227,17 +250,31 @@ class _Splits:
         self.x_test, self.y_test = x_test, y_test
 
 
-def _exact(case: KernelCase, data: _Splits, sizes: list[int], exact_max_n: int | None,
-           settings: dict[str, Any], common: dict[str, Any],
-           chosen: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def _exact(
+    case: KernelCase,
+    data: _Splits,
+    sizes: list[int],
+    exact_max_n: int | None,
+    settings: dict[str, Any],
+    common: dict[str, Any],
+    chosen: dict[int, dict[str, Any]],
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     runnable = [s for s in sizes if exact_max_n is None or s <= exact_max_n]
     for s in sizes:
         if s not in runnable:
-            rows.append(error_row(
-                _HARNESS, case, "exact", "test_accuracy",
-                f"skipped: exact Gram limited to n_train <= {exact_max_n}", n=s, params="",
-                **common))
+            rows.append(
+                error_row(
+                    _HARNESS,
+                    case,
+                    "exact",
+                    "test_accuracy",
+                    f"skipped: exact Gram limited to n_train <= {exact_max_n}",
+                    n=s,
+                    params="",
+                    **common,
+                )
+            )
     if not runnable:
         return rows
     n_max = runnable[-1]
@@ -256,9 +293,13 @@ def _exact(case: KernelCase, data: _Splits, sizes: list[int], exact_max_n: int |
             seconds += elapsed
             for s in runnable:
                 with linalg_threads(gram.device):
-                    clf = fit_kernel_ridge_classifier(gram[:s, :s], data.y_train[:s],
-                                                      gram[n_max:, :s], data.y_val,
-                                                      settings["lambdas"])
+                    clf = fit_kernel_ridge_classifier(
+                        gram[:s, :s],
+                        data.y_train[:s],
+                        gram[n_max:, :s],
+                        data.y_val,
+                        settings["lambdas"],
+                    )
                 if s not in best or clf.val_accuracy > best[s][0].val_accuracy:
                     best[s] = (clf, index)
         # test: only now, with the chosen kernel and lambda (one test Gram per chosen kernel)
@@ -267,29 +308,48 @@ def _exact(case: KernelCase, data: _Splits, sizes: list[int], exact_max_n: int |
             clf, index = best[s]
             if index not in test_grams:
                 test_grams[index], elapsed = timed(
-                    lambda k=kernels[index]: k.gram(data.x_test, x_fit), x_fit.device)
+                    lambda k=kernels[index]: k.gram(data.x_test, x_fit), x_fit.device
+                )
                 seconds += elapsed
             test_acc = clf.score(test_grams[index][:, :s], data.y_test)
             chosen[s] = candidates[index]
-            fields = dict(n=s, params=_describe(candidates[index], clf.lam), seconds=seconds,
-                          **common)
+            fields = dict(
+                n=s, params=_describe(candidates[index], clf.lam), seconds=seconds, **common
+            )
             rows.append(make_row(_HARNESS, case, "exact", "test_accuracy", test_acc, **fields))
-            rows.append(make_row(_HARNESS, case, "exact", "val_accuracy", clf.val_accuracy,
-                                 **fields))
+            rows.append(
+                make_row(_HARNESS, case, "exact", "val_accuracy", clf.val_accuracy, **fields)
+            )
             rows.append(make_row(_HARNESS, case, "exact", "lambda", clf.lam, **fields))
     except Exception as exc:  # noqa: BLE001
-        rows.append(error_row(_HARNESS, case, "exact", "test_accuracy", describe_error(exc),
-                              n=n_max, params="", **common))
+        rows.append(
+            error_row(
+                _HARNESS,
+                case,
+                "exact",
+                "test_accuracy",
+                describe_error(exc),
+                n=n_max,
+                params="",
+                **common,
+            )
+        )
     return rows
 
 
-def _approximate(case: KernelCase, method: str, data: _Splits, sizes: list[int],
-                 settings: dict[str, Any], common: dict[str, Any],
-                 chosen: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def _approximate(
+    case: KernelCase,
+    method: str,
+    data: _Splits,
+    sizes: list[int],
+    settings: dict[str, Any],
+    common: dict[str, Any],
+    chosen: dict[int, dict[str, Any]],
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     budgets, seeds = list(settings["budgets"]), list(settings["seeds"])
     limit = TimeLimit(settings["limit"])
-    for s in (sizes if settings["every_n"] else sizes[-1:]):
+    for s in sizes if settings["every_n"] else sizes[-1:]:
         x_fit, y_fit = data.x_train[:s], data.y_train[:s]
         try:
             if s in chosen:
@@ -303,32 +363,74 @@ def _approximate(case: KernelCase, method: str, data: _Splits, sizes: list[int],
                     scores.append(clf.val_accuracy)
                 overrides = candidates[int(np.argmax(scores))]
         except Exception as exc:  # noqa: BLE001
-            rows.append(error_row(_HARNESS, case, method, "test_accuracy", describe_error(exc),
-                                  n=s, params="", **common))
+            rows.append(
+                error_row(
+                    _HARNESS,
+                    case,
+                    method,
+                    "test_accuracy",
+                    describe_error(exc),
+                    n=s,
+                    params="",
+                    **common,
+                )
+            )
             continue
         for budget in budgets:
             for seed in seeds:
                 fields = dict(n=s, budget=budget, seed=seed, **common)
                 if limit.exceeded(method):
-                    rows.append(error_row(_HARNESS, case, method, "test_accuracy",
-                                          limit.message(method), params="", **fields))
+                    rows.append(
+                        error_row(
+                            _HARNESS,
+                            case,
+                            method,
+                            "test_accuracy",
+                            limit.message(method),
+                            params="",
+                            **fields,
+                        )
+                    )
                     continue
                 try:
-                    job = functools.partial(_fit_classifier, case, overrides, method, budget,
-                                            seed, x_fit, y_fit, data, settings["lambdas"])
+                    job = functools.partial(
+                        _fit_classifier,
+                        case,
+                        overrides,
+                        method,
+                        budget,
+                        seed,
+                        x_fit,
+                        y_fit,
+                        data,
+                        settings["lambdas"],
+                    )
                     (model, clf), seconds = timed(job, x_fit.device)
                     limit.add(method, seconds)
                     test_other = _other(model, data.x_test, x_fit)  # the test set, once
                     test_acc = clf.score(test_other, data.y_test)
                 except Exception as exc:  # noqa: BLE001
-                    rows.append(error_row(_HARNESS, case, method, "test_accuracy",
-                                          describe_error(exc), params="", **fields))
+                    rows.append(
+                        error_row(
+                            _HARNESS,
+                            case,
+                            method,
+                            "test_accuracy",
+                            describe_error(exc),
+                            params="",
+                            **fields,
+                        )
+                    )
                     continue
-                fields.update(n_features=_n_features(model), seconds=seconds,
-                              params=_describe(overrides, clf.lam))
+                fields.update(
+                    n_features=_n_features(model),
+                    seconds=seconds,
+                    params=_describe(overrides, clf.lam),
+                )
                 rows.append(make_row(_HARNESS, case, method, "test_accuracy", test_acc, **fields))
-                rows.append(make_row(_HARNESS, case, method, "val_accuracy", clf.val_accuracy,
-                                     **fields))
+                rows.append(
+                    make_row(_HARNESS, case, method, "val_accuracy", clf.val_accuracy, **fields)
+                )
                 rows.append(make_row(_HARNESS, case, method, "lambda", clf.lam, **fields))
     return rows
 
@@ -340,8 +442,15 @@ def _n_features(model: Any) -> Any:
         return None
 
 
-def _fit(case: KernelCase, overrides: dict[str, Any], method: str, budget: Any, seed: int,
-         x_fit: torch.Tensor, y_fit: np.ndarray) -> Any:
+def _fit(
+    case: KernelCase,
+    overrides: dict[str, Any],
+    method: str,
+    budget: Any,
+    seed: int,
+    x_fit: torch.Tensor,
+    y_fit: np.ndarray,
+) -> Any:
     kernel = with_hyperparameters(case, overrides)
     return make_approximation(kernel, method, budget, seed).fit(x_fit, y_fit)
 
@@ -353,8 +462,13 @@ def _other(model: Any, x_other: torch.Tensor, x_fit: torch.Tensor) -> torch.Tens
     return model.gram(x_other, x_fit)
 
 
-def _classifier(model: Any, x_fit: torch.Tensor, y_fit: np.ndarray, data: _Splits,
-                lambdas: Sequence[float] | None) -> Any:
+def _classifier(
+    model: Any,
+    x_fit: torch.Tensor,
+    y_fit: np.ndarray,
+    data: _Splits,
+    lambdas: Sequence[float] | None,
+) -> Any:
     """Ridge on features where the approximation has them, kernel ridge on its Gram otherwise."""
     if getattr(model, "has_features", True):
         train, val = model.features(x_fit), model.features(data.x_val)

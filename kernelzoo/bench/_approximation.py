@@ -50,8 +50,14 @@ def _spectral_norm(matrix: np.ndarray) -> float:
     if matrix.shape[0] <= 32:
         return float(np.abs(np.linalg.eigvalsh(matrix)).max())
     try:
-        top = eigsh(matrix, k=1, which="LM", v0=np.ones(matrix.shape[0]),
-                    return_eigenvectors=False, tol=1e-8)
+        top = eigsh(
+            matrix,
+            k=1,
+            which="LM",
+            v0=np.ones(matrix.shape[0]),
+            return_eigenvectors=False,
+            tol=1e-8,
+        )
         return float(np.abs(top).max())
     except ArpackError:
         return float(np.abs(np.linalg.eigvalsh(matrix)).max())
@@ -158,14 +164,31 @@ def approximation(
     common = {"dataset": dataset, "n": n, "device": device, "dtype": dtype}
     rows: list[dict[str, Any]] = []
     for case in resolve_kernels(kernels):
-        rows.extend(_one_kernel(case, x, labels, budgets, seeds, methods, common, progress,
-                                TimeLimit(method_seconds)))
+        rows.extend(
+            _one_kernel(
+                case,
+                x,
+                labels,
+                budgets,
+                seeds,
+                methods,
+                common,
+                progress,
+                TimeLimit(method_seconds),
+            )
+        )
     return to_frame(rows, metadata=metadata or run_metadata(device))
 
 
 def _one_kernel(
-    case: KernelCase, x: torch.Tensor, labels: np.ndarray | None, budgets: Sequence[Any], seeds: Sequence[int],
-    methods: Sequence[str] | None, common: dict[str, Any], progress: Progress,
+    case: KernelCase,
+    x: torch.Tensor,
+    labels: np.ndarray | None,
+    budgets: Sequence[Any],
+    seeds: Sequence[int],
+    methods: Sequence[str] | None,
+    common: dict[str, Any],
+    progress: Progress,
     limit: TimeLimit,
 ) -> list[dict[str, Any]]:
     harness = "approximation"
@@ -177,8 +200,9 @@ def _one_kernel(
         exact, seconds = timed(lambda: case.kernel.gram(x), x.device)
     except Exception as exc:  # noqa: BLE001
         progress.step(case.spec)
-        return [error_row(harness, case, "exact", "rel_frobenius_error", describe_error(exc),
-                          **common)]
+        return [
+            error_row(harness, case, "exact", "rel_frobenius_error", describe_error(exc), **common)
+        ]
     rows = [make_row(harness, case, "exact", "gram_seconds", seconds, seconds=seconds, **common)]
     for method in methods_of(case, methods):
         if method == "exact":
@@ -190,8 +214,15 @@ def _one_kernel(
 
 
 def _one_method(
-    case: KernelCase, method: str, x: torch.Tensor, labels: np.ndarray | None, exact: torch.Tensor,
-    budgets: Sequence[Any], seeds: Sequence[int], common: dict[str, Any], limit: TimeLimit,
+    case: KernelCase,
+    method: str,
+    x: torch.Tensor,
+    labels: np.ndarray | None,
+    exact: torch.Tensor,
+    budgets: Sequence[Any],
+    seeds: Sequence[int],
+    common: dict[str, Any],
+    limit: TimeLimit,
 ) -> list[dict[str, Any]]:
     harness = "approximation"
     rows: list[dict[str, Any]] = []
@@ -199,8 +230,16 @@ def _one_method(
         for seed in seeds:
             fields = dict(budget=budget, seed=seed, **common)
             if limit.exceeded(method):
-                rows.append(error_row(harness, case, method, "rel_frobenius_error",
-                                      limit.message(method), **fields))
+                rows.append(
+                    error_row(
+                        harness,
+                        case,
+                        method,
+                        "rel_frobenius_error",
+                        limit.message(method),
+                        **fields,
+                    )
+                )
                 continue
             try:
                 approx = make_approximation(case.kernel, method, budget, seed)
@@ -210,8 +249,11 @@ def _one_method(
                 with linalg_threads("cpu"):
                     errors = approximation_errors(exact, gram)
             except Exception as exc:  # noqa: BLE001
-                rows.append(error_row(harness, case, method, "rel_frobenius_error",
-                                      describe_error(exc), **fields))
+                rows.append(
+                    error_row(
+                        harness, case, method, "rel_frobenius_error", describe_error(exc), **fields
+                    )
+                )
                 if isinstance(exc, _FATAL):
                     return rows
                 continue
@@ -219,8 +261,20 @@ def _one_method(
             total = fit_seconds + eval_seconds
             for metric, value in errors.items():
                 rows.append(make_row(harness, case, method, metric, value, seconds=total, **fields))
-            rows.append(make_row(harness, case, method, "fit_seconds", fit_seconds,
-                                 seconds=fit_seconds, **fields))
-            rows.append(make_row(harness, case, method, "eval_seconds", eval_seconds,
-                                 seconds=eval_seconds, **fields))
+            rows.append(
+                make_row(
+                    harness, case, method, "fit_seconds", fit_seconds, seconds=fit_seconds, **fields
+                )
+            )
+            rows.append(
+                make_row(
+                    harness,
+                    case,
+                    method,
+                    "eval_seconds",
+                    eval_seconds,
+                    seconds=eval_seconds,
+                    **fields,
+                )
+            )
     return rows

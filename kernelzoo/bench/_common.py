@@ -145,8 +145,10 @@ class TimeLimit:
         return self.seconds is not None and self.spent.get(key, 0.0) > self.seconds
 
     def message(self, key: Any) -> str:
-        return (f"skipped: {self.spent.get(key, 0.0):.0f} s spent on this method, over its "
-                f"limit of {self.seconds:g} s")
+        return (
+            f"skipped: {self.spent.get(key, 0.0):.0f} s spent on this method, over its "
+            f"limit of {self.seconds:g} s"
+        )
 
 
 # ---------------------------------------------------------------------------- rows
@@ -196,14 +198,18 @@ def make_row(
     return row
 
 
-def error_row(harness: str, case: KernelCase, method: str, metric: str, error: str,
-              **fields: Any) -> dict[str, Any]:
+def error_row(
+    harness: str, case: KernelCase, method: str, metric: str, error: str, **fields: Any
+) -> dict[str, Any]:
     """A row that records a failure: ``value`` NaN and the error message."""
     return make_row(harness, case, method, metric, float("nan"), error=error, **fields)
 
 
-def to_frame(rows: list[dict[str, Any]], extra_columns: Sequence[str] = (),
-             metadata: dict[str, Any] | None = None) -> pd.DataFrame:
+def to_frame(
+    rows: list[dict[str, Any]],
+    extra_columns: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+) -> pd.DataFrame:
     """Rows -> DataFrame with :data:`COLUMNS` first, then ``extra_columns``."""
     columns = list(COLUMNS) + [c for c in extra_columns if c not in COLUMNS]
     frame = pd.DataFrame(rows, columns=columns)
@@ -231,15 +237,24 @@ def _git_commit() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], check=False, cwd=here, capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            check=False,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return ""
     if out.returncode != 0:
         return ""
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], check=False, cwd=here,
-        capture_output=True, text=True, timeout=5,
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        check=False,
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=5,
     )
     suffix = "-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else ""
     return out.stdout.strip() + suffix

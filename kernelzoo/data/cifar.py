@@ -42,7 +42,7 @@ def _missing_message(looked_in: list[Path], missing: list[str]) -> str:
 
 
 def find_cifar10_dir(root: str | Path, splits: tuple[str, ...] = ("train", "test")) -> Path:
-    """The ``cifar-10-batches-py`` folder at ``root``: ``root`` itself or ``root/cifar-10-batches-py``.
+    """The ``cifar-10-batches-py`` folder: ``root`` itself or ``root/cifar-10-batches-py``.
 
     Parameters
     ----------
@@ -104,7 +104,8 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     if labels.shape != (data.shape[0],):
         raise ValueError(
-            f"CIFAR-10 file {str(path)!r}: {data.shape[0]} images but labels of shape {labels.shape}"
+            f"CIFAR-10 file {str(path)!r}: {data.shape[0]} images but labels of shape "
+            f"{labels.shape}"
         )
     if labels.size and (labels.min() < 0 or labels.max() >= len(CIFAR10_CLASSES)):
         raise ValueError(f"CIFAR-10 file {str(path)!r}: labels outside 0..9")

@@ -119,7 +119,8 @@ def warp(X: np.ndarray | torch.Tensor, tau: np.ndarray | torch.Tensor) -> torch.
         tau = tau.expand(n, *tau.shape)
     if tuple(tau.shape) != (n, 2, H, W):
         raise ValueError(
-            f"tau must have shape (n, 2, H, W) = {(n, 2, H, W)} or (2, H, W), got {tuple(tau.shape)}"
+            f"tau must have shape (n, 2, H, W) = {(n, 2, H, W)} or (2, H, W), got "
+            f"{tuple(tau.shape)}"
         )
     rows = torch.arange(H, device=X.device, dtype=X.dtype)[:, None]
     cols = torch.arange(W, device=X.device, dtype=X.dtype)[None, :]
@@ -225,8 +226,12 @@ def smooth_deformation(
         raise ValueError(f"X must be at least 2 x 2 pixels, got shape {tuple(X.shape)}")
     if max_displacement == 0:
         tau = torch.zeros((n, 2, H, W), dtype=X.dtype, device=X.device)
-        info = {"tau_inf": 0.0, "grad_tau_inf": 0.0,
-                "grad_tau_inf_per_image": torch.zeros(n, dtype=torch.float64), "tau": tau}  # fmt: skip
+        info = {
+            "tau_inf": 0.0,
+            "grad_tau_inf": 0.0,
+            "grad_tau_inf_per_image": torch.zeros(n, dtype=torch.float64),
+            "tau": tau,
+        }
         return X.clone(), info
     generator = torch.Generator().manual_seed(seed)
     radius = math.ceil(3 * smoothness) if smoothness > 0 else 0

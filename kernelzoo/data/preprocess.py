@@ -272,7 +272,8 @@ class PatchZCA:
         d = self.n_features
         if patches.shape[-1:] != (d,):
             raise ValueError(
-                f"patches must have last dimension d = C*f*f = {d}, got shape {tuple(patches.shape)}"
+                f"patches must have last dimension d = C*f*f = {d}, got shape "
+                f"{tuple(patches.shape)}"
             )
         if isinstance(patches, torch.Tensor):
             dtype = patches.dtype if patches.is_floating_point() else torch.float32

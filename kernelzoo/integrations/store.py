@@ -306,7 +306,10 @@ def corrupt_chunks(store: str | os.PathLike, manifest: dict[str, Any] | None = N
     for key, checksum in manifest["tiles"].items():
         i, j = _parse_key(key)
         values = _read_chunk(array, manifest, i, j)
-        if values is None or tile_checksum(values.astype(manifest["dtype"], copy=False)) != checksum:
+        if (
+            values is None
+            or tile_checksum(values.astype(manifest["dtype"], copy=False)) != checksum
+        ):
             bad.append((i, j))
     return sorted(bad)
 

@@ -22,7 +22,14 @@ import math
 
 import torch
 
-__all__ = ["arccos_fn", "arccos_fn_theta", "refine_near_parallel", "safe_sqrt", "safe_div", "cosine"]
+__all__ = [
+    "arccos_fn",
+    "arccos_fn_theta",
+    "refine_near_parallel",
+    "safe_sqrt",
+    "safe_div",
+    "cosine",
+]
 
 _PI = math.pi
 
@@ -130,7 +137,11 @@ def arccos_fn_theta(theta: torch.Tensor, degree: int) -> torch.Tensor:
 
 
 def refine_near_parallel(
-    x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, f: torch.Tensor, degree: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    c: torch.Tensor,
+    f: torch.Tensor,
+    degree: int,
     tol: float = 1e-6,
 ) -> None:
     """Recompute ``f = f_n(angle(x_i, y_j))`` in place where ``|c| > 1 - tol``.

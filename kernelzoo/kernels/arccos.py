@@ -64,7 +64,9 @@ def _scale(f: torch.Tensor, kxx: torch.Tensor, kyy: torch.Tensor, degree: int, d
         return f * ((kxx[:, None] > 0) & (kyy[None, :] > 0))
     if degree == 1:
         return f * (safe_sqrt(kxx)[:, None] * safe_sqrt(kyy)[None, :])
-    return f * (_diag_at_layer(kxx, 2, depth - 1)[:, None] * _diag_at_layer(kyy, 2, depth - 1)[None, :])
+    return f * (
+        _diag_at_layer(kxx, 2, depth - 1)[:, None] * _diag_at_layer(kyy, 2, depth - 1)[None, :]
+    )
 
 
 class ArcCosine(Kernel):

@@ -232,7 +232,7 @@ class Kernel:
     __call__ = gram
 
     def to_gpytorch(self, **options: Any):
-        """This kernel as a ``gpytorch.kernels.Kernel`` (see :mod:`kernelzoo.integrations.gpytorch`)."""
+        """This kernel as a ``gpytorch.kernels.Kernel`` (:mod:`kernelzoo.integrations.gpytorch`)."""
         from kernelzoo.integrations.gpytorch import to_gpytorch
 
         return to_gpytorch(self, **options)

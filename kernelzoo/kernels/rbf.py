@@ -10,7 +10,9 @@ from kernelzoo.kernels.base import Kernel, Param, check_positive
 __all__ = ["RBF"]
 
 
-def _refine_near_duplicates(x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, bound: float) -> None:
+def _refine_near_duplicates(
+    x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, bound: float
+) -> None:
     """Recompute ``v = -|x_i - y_j|^2 / 2`` directly where the expanded form cancels.
 
     ``x.y - |x|^2/2 - |y|^2/2`` loses all digits when x and y nearly coincide
