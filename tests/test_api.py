@@ -154,7 +154,7 @@ FAMILIES = [
 
 
 @pytest.mark.parametrize("spec", FAMILIES)
-@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(1, 9),
     m=st.integers(1, 6),
