@@ -169,3 +169,29 @@ class KernelTestMixin:
             (grad,) = torch.autograd.grad(out, leaf, allow_unused=True)
             if grad is not None:
                 assert torch.isfinite(grad).all()
+
+    # ---------------------------------------------------------------- approximations only
+    def test_gram_is_features_product(self):
+        if not self.is_approximation:
+            pytest.skip("exact kernel")
+        x, y = self.inputs()
+        a = self.fitted()
+        if not a.has_features:
+            pytest.skip(f"{a.method} has no explicit features")
+        fx, fy = a.features(x), a.features(y)
+        assert fx.shape == (x.shape[0], a.n_features)
+        torch.testing.assert_close(a.gram(x, y), fx @ fy.T)
+
+    def test_save_load_roundtrip(self, tmp_path):
+        if not self.is_approximation:
+            pytest.skip("exact kernel")
+        import kernelzoo as kz
+
+        x, y = self.inputs()
+        a = self.fitted()
+        a.save(tmp_path / "a.pt")
+        b = kz.load(tmp_path / "a.pt")
+        assert b.kernel == a.kernel and b.method == a.method
+        torch.testing.assert_close(b.gram(x, y), a.gram(x, y), rtol=0, atol=0)
+        if a.has_features:
+            assert b.n_features == a.n_features
