@@ -176,10 +176,9 @@ def approx_fns(tool: str, budget: int, x_fit: torch.Tensor, seed: int = 0):
     raise ValueError(f"unknown tool {tool!r}; expected one of {APPROX_GRAM_TOOLS}")
 
 
-class PeersApproxFeatures:
-    """Fit + ``(n, D)`` features of X ``(4096, 784)`` at feature dimension D."""
+class _PeersApprox:
+    """Shared set-up of the approximation peers: X ``(4096, 784)``, feature dimension D."""
 
-    params = (FEATURE_TOOLS, [256, 1024], ["float32"], list(DEVICES))
     param_names = ("tool", "budget", "dtype", "device")
     repeat = (3, 10, 20.0)
     rounds = 2
@@ -190,7 +189,13 @@ class PeersApproxFeatures:
         pin_threads()
         self.device = device_or_skip(device)
         self.x = random_vectors(size(self.n), dtype, self.device)
-        self.fit, self.features, _ = approx_fns(tool, size(budget), self.x)
+        self.fit, self.features, self.gram = approx_fns(tool, size(budget), self.x)
+
+
+class PeersApproxFeatures(_PeersApprox):
+    """Fit + ``(n, D)`` features of X ``(4096, 784)`` at feature dimension D."""
+
+    params = (FEATURE_TOOLS, [256, 1024], ["float32"], list(DEVICES))
 
     def time_fit_features(self, tool, budget, dtype, device):
         self.features(self.fit(), self.x)
@@ -200,21 +205,10 @@ class PeersApproxFeatures:
         self.features(self.fit(), self.x)
 
 
-class PeersApproxGram:
+class PeersApproxGram(_PeersApprox):
     """Fit + dense approximate Gram ``(n, n)`` of X ``(4096, 784)`` at feature dimension D."""
 
     params = (APPROX_GRAM_TOOLS, [256, 1024], ["float32"], list(DEVICES))
-    param_names = ("tool", "budget", "dtype", "device")
-    repeat = (3, 10, 20.0)
-    rounds = 2
-    timeout = 300
-    n = 4096
-
-    def setup(self, tool, budget, dtype, device):
-        pin_threads()
-        self.device = device_or_skip(device)
-        self.x = random_vectors(size(self.n), dtype, self.device)
-        self.fit, _, self.gram = approx_fns(tool, size(budget), self.x)
 
     def time_fit_gram(self, tool, budget, dtype, device):
         self.gram(self.fit(), self.x)

@@ -59,6 +59,11 @@ RELATIVE_TO_MEDIAN_DISTANCE: frozenset[str] = frozenset({"lengthscale"})
 _HARNESS = "accuracy"
 
 
+def _failure(case, method: str, message: str, **fields: Any) -> dict[str, Any]:
+    """A failed or skipped test-accuracy measurement (no hyperparameters chosen)."""
+    return error_row(_HARNESS, case, method, "test_accuracy", message, params="", **fields)
+
+
 def _median_distance(x: torch.Tensor, max_points: int = 512) -> float:
     flat = x[:max_points].reshape(min(len(x), max_points), -1).to(torch.float64)
     distances = torch.cdist(flat, flat)
@@ -211,18 +216,7 @@ def accuracy(
     chosen_by_spec: dict[str, dict[str, Any]] = {}
     for case in resolve_kernels(kernels):
         if not case.ok:
-            rows.append(
-                error_row(
-                    _HARNESS,
-                    case,
-                    "exact",
-                    "test_accuracy",
-                    case.error,
-                    n=sizes[-1],
-                    params="",
-                    **common,
-                )
-            )
+            rows.append(_failure(case, "exact", case.error, n=sizes[-1], **common))
             progress.step(case.spec)
             continue
         wanted = methods_of(case, methods)
@@ -264,14 +258,11 @@ def _exact(
     for s in sizes:
         if s not in runnable:
             rows.append(
-                error_row(
-                    _HARNESS,
+                _failure(
                     case,
                     "exact",
-                    "test_accuracy",
                     f"skipped: exact Gram limited to n_train <= {exact_max_n}",
                     n=s,
-                    params="",
                     **common,
                 )
             )
@@ -322,18 +313,7 @@ def _exact(
             )
             rows.append(make_row(_HARNESS, case, "exact", "lambda", clf.lam, **fields))
     except Exception as exc:  # noqa: BLE001
-        rows.append(
-            error_row(
-                _HARNESS,
-                case,
-                "exact",
-                "test_accuracy",
-                describe_error(exc),
-                n=n_max,
-                params="",
-                **common,
-            )
-        )
+        rows.append(_failure(case, "exact", describe_error(exc), n=n_max, **common))
     return rows
 
 
@@ -363,34 +343,13 @@ def _approximate(
                     scores.append(clf.val_accuracy)
                 overrides = candidates[int(np.argmax(scores))]
         except Exception as exc:  # noqa: BLE001
-            rows.append(
-                error_row(
-                    _HARNESS,
-                    case,
-                    method,
-                    "test_accuracy",
-                    describe_error(exc),
-                    n=s,
-                    params="",
-                    **common,
-                )
-            )
+            rows.append(_failure(case, method, describe_error(exc), n=s, **common))
             continue
         for budget in budgets:
             for seed in seeds:
                 fields = dict(n=s, budget=budget, seed=seed, **common)
                 if limit.exceeded(method):
-                    rows.append(
-                        error_row(
-                            _HARNESS,
-                            case,
-                            method,
-                            "test_accuracy",
-                            limit.message(method),
-                            params="",
-                            **fields,
-                        )
-                    )
+                    rows.append(_failure(case, method, limit.message(method), **fields))
                     continue
                 try:
                     job = functools.partial(
@@ -410,17 +369,7 @@ def _approximate(
                     test_other = _other(model, data.x_test, x_fit)  # the test set, once
                     test_acc = clf.score(test_other, data.y_test)
                 except Exception as exc:  # noqa: BLE001
-                    rows.append(
-                        error_row(
-                            _HARNESS,
-                            case,
-                            method,
-                            "test_accuracy",
-                            describe_error(exc),
-                            params="",
-                            **fields,
-                        )
-                    )
+                    rows.append(_failure(case, method, describe_error(exc), **fields))
                     continue
                 fields.update(
                     n_features=_n_features(model),
