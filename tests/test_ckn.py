@@ -471,6 +471,29 @@ def test_pair_pooling_equals_dense_pooling_products():
                                    rtol=1e-12, atol=1e-14)
 
 
+def test_pair_pooling_float64_takes_the_matrix_path_and_agrees_with_float32_convolutions():
+    # float64 on CPU has no oneDNN depthwise convolution (a per-channel fallback
+    # 30-60x slower): PairPooling uses the banded products there
+    from kernelzoo.kernels._ckn_ops import PairPooling
+
+    g = torch.Generator().manual_seed(23)
+    m = torch.randn(2, 9, 9, 9, 9, generator=g, dtype=torch.float64)
+    out64 = PairPooling(3, torch.float64)(m)
+    out32 = PairPooling(3, torch.float32)(m.float())
+    torch.testing.assert_close(out64, pool_pairs_ref(m, 3), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(out32.double(), out64, rtol=1e-5, atol=1e-5)
+    m.requires_grad_(True)
+    PairPooling(3, torch.float64)(m).sum().backward()
+    assert torch.isfinite(m.grad).all()
+
+
+def pool_pairs_ref(m, s):
+    from kernelzoo.kernels._ckn_ops import pool_pairs
+
+    h, w = m.shape[1], m.shape[2]
+    return pool_pairs(m, pooling_matrix(h, s), pooling_matrix(w, s))
+
+
 @pytest.mark.parametrize("dtype,size", [(torch.float64, 8), (torch.float32, 16)])
 def test_channel_padding_and_sub_blocks_do_not_change_values(monkeypatch, dtype, size):
     import kernelzoo.kernels.ckn as ckn_module

@@ -296,6 +296,50 @@ def test_bad_options_are_named():
         kz.kernel("rbf").to_gpytorch(train_hyperparameters="yes")
 
 
+def test_gram_dtype_computes_in_that_precision_and_returns_the_inputs():
+    x, _ = _digits(12)
+    k = kz.kernel("ckn(filter_size=3, subsampling=[2])")
+    ref = k.gram(x.reshape(-1, 1, 8, 8))
+    gk = k.to_gpytorch(image_shape=(1, 8, 8), gram_dtype=torch.float32)
+    out = gk(x).to_dense()
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    assert (out - ref).abs().max() > 0  # really computed in float32
+    torch.testing.assert_close(gk(x, diag=True), torch.diagonal(ref), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="gram_dtype"):
+        k.to_gpytorch(image_shape=(1, 8, 8), gram_dtype="float32")
+    with pytest.raises(ValueError, match="gram_dtype"):
+        kz.kernel("rbf").to_gpytorch(gram_dtype=torch.float32)  # trains its lengthscale
+
+
+def test_prediction_reads_only_the_diagonal_of_the_test_test_block():
+    # gpytorch's exact prediction evaluates K(test, test) but needs its diagonal:
+    # a fixed kernel defers that block, so only n_test diagonal entries are computed
+    x, y = _digits(50)
+    xtr, ytr, xte = x[:40], y[:40], x[40:]
+    k = kz.kernel("arccos(degree=1, depth=2)")
+    calls = []
+    gram, diag = k.gram, k.diag
+    k.gram = lambda a, b=None: (calls.append(("gram", len(a), b is None)), gram(a, b))[1]
+    k.diag = lambda a: (calls.append(("diag", len(a))), diag(a))[1]
+    model = _GP(xtr, ytr, k.to_gpytorch()).double()
+    fit_gp(model, xtr, ytr, steps=3)
+    model.eval()
+    calls.clear()
+    with torch.no_grad(), gpytorch.settings.fast_pred_var(False), \
+            gpytorch.settings.max_eager_kernel_size(0):
+        pred = model.likelihood(model(xte))
+        mean, var = pred.mean, pred.variance
+    assert ("gram", 10, True) not in calls and ("diag", 10) in calls, calls
+    # the same numbers as the dense path
+    with torch.no_grad(), gpytorch.settings.fast_pred_var(False):
+        model.prediction_strategy = None
+        dense = model.likelihood(model(xte))
+        torch.testing.assert_close(mean, dense.mean)
+        torch.testing.assert_close(var, dense.variance)
+        torch.testing.assert_close(pred.covariance_matrix, dense.covariance_matrix)
+
+
 def test_last_dim_is_batch_vector_kernel():
     x = torch.randn(6, 3, dtype=torch.float64)
     gk = kz.kernel("arccos").to_gpytorch()

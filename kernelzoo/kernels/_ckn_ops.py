@@ -219,6 +219,10 @@ def trace_weights(
     return weights.to(dtype=dtype, device=device)
 
 
+#: dtypes with oneDNN (mkldnn) depthwise convolutions on CPU
+_MKLDNN_DTYPES = (torch.float32, torch.bfloat16)
+
+
 class PairPooling:
     """Gaussian pooling (stride ``s >= 2``) of both images of position-pair Grams.
 
@@ -228,7 +232,9 @@ class PairPooling:
     ``G`` instead of multiplying by it densely: the first pools ``(a1, a2)`` with
     the ``(c1, c2)`` positions as channels of a channels-last view (no copy), the
     second pools ``(c1, c2)`` with the pooled ``(i, j)`` positions as channels.
-    Differentiable; runs on the input's device and dtype.
+    On CPU in float64 (no oneDNN depthwise convolution there) it uses the banded
+    matrix products of :func:`pool_pairs` instead. Differentiable; runs on the
+    input's device and dtype.
 
     Shape: ``(B, H, W, H, W)`` -> ``(B, h, w, h, w)``, ``h = pooled_size(H, s)``.
     """
@@ -240,6 +246,7 @@ class PairPooling:
         filt = pooling_filter(self.subsampling)
         self._filter = (filt[:, None] * filt[None, :]).to(dtype=dtype, device=device)
         self._weights: dict[int, torch.Tensor] = {}
+        self._matrices: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _weight(self, channels: int) -> torch.Tensor:
         weight = self._weights.get(channels)
@@ -260,6 +267,11 @@ class PairPooling:
         b, h_in, w_in = m.shape[:3]
         h, w = pooled_size(h_in, s), pooled_size(w_in, s)
         p_in, p_out = h_in * w_in, h * w
+        if m.device.type == "cpu" and m.dtype not in _MKLDNN_DTYPES:
+            # no oneDNN depthwise convolution for float64 on CPU: PyTorch falls back
+            # to one slow convolution per channel (30-60x slower than float32); the
+            # banded-matrix products run on BLAS instead
+            return self._pool_matrices(m.reshape(b, h_in, w_in, -1)[..., :p_in], h_in, w_in)
         x = m.reshape(b, h_in, w_in, -1)
         q = x.shape[3]
         x = x.permute(0, 3, 1, 2)  # (B, C=q, H, W), channels-last: no copy
@@ -270,6 +282,19 @@ class PairPooling:
         t = t.reshape(b, p_out, h_in, w_in)  # (B, C=p_out, H, W)
         t = F.conv2d(t, self._weight(p_out), stride=s, padding=s, groups=p_out)
         return t.reshape(b, h, w, h, w)
+
+
+    def _pool_matrices(self, m: torch.Tensor, h_in: int, w_in: int) -> torch.Tensor:
+        key = (h_in, w_in)
+        mats = self._matrices.get(key)
+        if mats is None:
+            mats = tuple(
+                pooling_matrix(size, self.subsampling, self._filter.dtype, self._filter.device)
+                for size in key
+            )
+            self._matrices[key] = mats
+        b = m.shape[0]
+        return pool_pairs(m.reshape(b, h_in, w_in, h_in, w_in), *mats)
 
 
 def channel_padding(positions: int, item_size: int) -> int:
