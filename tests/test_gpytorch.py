@@ -500,6 +500,23 @@ def test_run_gp_rotated_digits_with_ckn(tmp_path):
     assert (df.error == "").all(), df.error.tolist()
     assert set(df.method) == {"exact", "layerwise"}
     assert (tmp_path / "gp.csv").exists()
+    # float32 Gram blocks for the float64 GP; fixed k-means anchors
+    opts = dict(kernels=["ckn(n_layers=1, subsampling=4)"], n_train=20, n_test=10,
+                budgets={"layerwise": [8]}, training_iters=2, progress=False, source="digits")
+    lean = run_gp("digits-rotation", methods=["exact", "layerwise"], gram_dtype="float32",
+                  train_anchors=False, **opts)
+    assert (lean.error == "").all(), lean.error.tolist()
+    assert lean.attrs["metadata"]["gram_dtype"] == "torch.float32"
+
+    def rmse(frame, method):
+        return frame[(frame.metric == "rmse") & (frame.method == method)].value.item()
+
+    assert rmse(lean, "exact") == pytest.approx(rmse(df, "exact"), rel=1e-4)
+    assert np.isfinite(rmse(lean, "layerwise"))
+    with pytest.raises(ValueError, match="gram_dtype"):
+        run_gp("digits-rotation", methods=["exact"], gram_dtype="half", **opts)
+    with pytest.raises(ValueError, match="train_anchors"):
+        run_gp("digits-rotation", methods=["exact"], train_anchors="no", **opts)
 
 
 @pytest.mark.parametrize(
