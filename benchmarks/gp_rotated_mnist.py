@@ -19,8 +19,9 @@ vector kernels, SGPR (512 inducing points) for rbf and the conv NNGP/NTK,
 Nyström / random features, and the layerwise CKN (k-means anchors, fixed).
 ``select``: the CKN hyperparameters and the rbf lengthscale grid, compared on
 a validation split drawn from MNIST's *training* images only (seed 1: 1000
-fit, 1000 validation), with the layerwise CKN [64, 256] standing for the
-exact kernel; outputscale and noise by maximum marginal likelihood on a grid.
+fit, 1000 validation), with the layerwise CKN (anchors [256], [64, 256] or
+[64, 128, 256] by depth) standing for the exact kernel; outputscale and
+noise by maximum marginal likelihood on a grid.
 ``curve``: RMSE against n_train for the layerwise CKN (k-means anchors
 [64, 256]) and rbf Nyström features (as many landmarks as the CKN has
 features, lengthscale 7: the middle of the selection's best), a GP in feature
@@ -82,6 +83,8 @@ SELECT = [
     "ckn(filter_size=3, subsampling=[2, 5], sigma=0.4)",
     "ckn(filter_size=3, subsampling=[2, 5], sigma=1.0)",
     "ckn(filter_size=3, subsampling=[2, 2, 2], sigma=0.6)",
+    "ckn(filter_size=5, subsampling=[5], sigma=0.6)",
+    "ckn(filter_size=5, subsampling=[3], sigma=0.6)",
 ]
 
 
@@ -146,8 +149,8 @@ def select(out: str | None) -> pd.DataFrame:
         k = kz.kernel(spec)
         start = time.perf_counter()
         if k.family == "ckn":
-            approx = k.approximate("layerwise", budget=[64, 256, 256][: len(k.subsampling)],
-                                   seed=0)
+            budget = {1: [256], 2: [64, 256], 3: [64, 128, 256]}[len(k.subsampling)]
+            approx = k.approximate("layerwise", budget=budget, seed=0)
             a = torch.tensor(xa, dtype=torch.float32).reshape(-1, *shape)
             b = torch.tensor(xb, dtype=torch.float32).reshape(-1, *shape)
             approx.fit(a)
