@@ -5,6 +5,7 @@ Usage::
     python benchmarks/ckn_bench.py speed [--repeats 5] [--n 24] [--device cpu|cuda]
     python benchmarks/ckn_bench.py error [--n 500] [--anchors 8 16 32 ...]
     python benchmarks/ckn_bench.py accuracy [--n-train 2000] [--n-test 1000]
+    python benchmarks/ckn_bench.py float64 [--n 16] [--repeats 3] [--threads 2]
 
 ``speed`` times a Gram of n images (n (n+1)/2 pairs, the self pairs included)
 with ``torch.set_num_threads(1)`` and float32, and reports the median over the
@@ -13,7 +14,9 @@ machine the CPU time is the steadier of the two). ``error`` reports the
 relative Frobenius error of the layerwise network's Gram against the exact
 Gram on scikit-learn's digits (8x8, /16). ``accuracy`` compares layerwise and
 supervised CKN features with a ridge classifier (lambda on a validation split)
-on digits.
+on digits. ``float64`` times a float64 exact Gram of n rotated MNIST images
+with the pooling on banded matrices (what float64 on CPU uses) and on the
+depthwise convolutions (what float32 uses), in one process.
 """
 
 from __future__ import annotations
@@ -107,6 +110,35 @@ def _accuracy(args: argparse.Namespace) -> None:
               flush=True)
 
 
+def _float64(args: argparse.Namespace) -> None:
+    import kernelzoo.kernels._ckn_ops as ops
+    from kernelzoo.bench.gp import rotated_digits
+
+    torch.set_num_threads(args.threads)
+    x, *_ = rotated_digits(args.n, 1, seed=1, source="mnist")
+    x = torch.tensor(x, dtype=torch.float64).reshape(-1, 1, 28, 28)
+    k = kz.kernel("ckn(filter_size=3, subsampling=[2, 3], sigma=0.6)")
+    pairs = args.n * (args.n + 1) / 2
+    grams = {}
+    saved = ops._MKLDNN_DTYPES
+    try:
+        for label, dtypes in (("banded matrices", saved),
+                              ("depthwise convolution", (*saved, torch.float64))):
+            ops._MKLDNN_DTYPES = dtypes
+            k(x[:4])
+            times = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                grams[label] = k(x)
+                times.append((time.perf_counter() - start) / pairs * 1e3)
+            print(f"| {label} | {statistics.median(times):.2f} | "
+                  f"{', '.join(f'{t:.2f}' for t in times)} |", flush=True)
+    finally:
+        ops._MKLDNN_DTYPES = saved
+    diff = (grams["banded matrices"] - grams["depthwise convolution"]).abs().max()
+    print(f"max abs difference: {float(diff):.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -125,8 +157,12 @@ def main() -> None:
     acc.add_argument("--threads", type=int, default=1)
     acc.add_argument("--epochs", type=int, default=10)
     acc.add_argument("--anchors", type=int, nargs="+", default=[16, 64])
+    f64 = sub.add_parser("float64")
+    f64.add_argument("--n", type=int, default=16)
+    f64.add_argument("--repeats", type=int, default=3)
+    f64.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    {"speed": _speed, "error": _error, "accuracy": _accuracy}[args.what](args)
+    {"speed": _speed, "error": _error, "accuracy": _accuracy, "float64": _float64}[args.what](args)
 
 
 if __name__ == "__main__":
