@@ -99,8 +99,9 @@ SELECT = [
 
 
 def _table(frame: pd.DataFrame) -> str:
-    frame = frame.assign(budget=frame.budget.fillna("").astype(str),
-                         error=frame.error.fillna(""))
+    budget = frame.budget.astype(object)
+    frame = frame.assign(budget=budget.where(budget.notna(), "").astype(str),
+                         error=frame.error.astype(object).where(frame.error.notna(), ""))
     ok = frame[frame.error == ""]
     wide = ok.pivot_table(index=["spec", "method", "budget"], columns="metric", values="value",
                           aggfunc="first", dropna=False).reset_index()
