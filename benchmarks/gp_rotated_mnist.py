@@ -98,6 +98,24 @@ SELECT = [
 ]
 
 
+def _finish(rows: list[dict], out: str | None, columns: dict[str, str]) -> pd.DataFrame:
+    """The rows as a frame, written to ``out`` (CSV) and printed as a markdown table."""
+    frame = pd.DataFrame(rows)
+    if out:
+        frame.to_csv(out, index=False)
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
+        return str(value)
+
+    print("| " + " | ".join(columns.values()) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(cell(row[key]) for key in columns) + " |")
+    return frame
+
+
 def _table(frame: pd.DataFrame) -> str:
     budget = frame.budget.astype(object)
     frame = frame.assign(budget=budget.where(budget.notna(), "").astype(str),
@@ -178,13 +196,8 @@ def select(out: str | None) -> pd.DataFrame:
         rows.append({"spec": spec, "val_rmse": rmse, "val_nlpd": nlpd,
                      "seconds": time.perf_counter() - start})
         print(rows[-1], flush=True)
-    frame = pd.DataFrame(rows)
-    if out:
-        frame.to_csv(out, index=False)
-    print("| kernel | val RMSE (deg) | val NLPD | s |\n|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['spec']} | {r['val_rmse']:.2f} | {r['val_nlpd']:.3f} | {r['seconds']:.0f} |")
-    return frame
+    return _finish(rows, out, {"spec": "kernel", "val_rmse": "val RMSE (deg)",
+                               "val_nlpd": "val NLPD", "seconds": "s"})
 
 
 def _primal_gp(f_tr, y, f_te, y_te):
@@ -240,14 +253,9 @@ def curve(sizes: list[int], out: str | None) -> pd.DataFrame:
             rows.append({"features": name, "n_train": n, "rmse": rmse, "nlpd": nlpd,
                          "coverage95": cov, "seconds": time.perf_counter() - start})
             print(rows[-1], flush=True)
-    frame = pd.DataFrame(rows)
-    if out:
-        frame.to_csv(out, index=False)
-    print("| features | n_train | RMSE (deg) | NLPD | coverage 95 % |\n|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['features']} | {r['n_train']} | {r['rmse']:.2f} | {r['nlpd']:.3f} | "
-              f"{r['coverage95']:.3f} |")
-    return frame
+    return _finish(rows, out, {"features": "features", "n_train": "n_train",
+                               "rmse": "RMSE (deg)", "nlpd": "NLPD",
+                               "coverage95": "coverage 95 %"})
 
 
 def slant(out: str | None) -> pd.DataFrame:

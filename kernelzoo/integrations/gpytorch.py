@@ -298,39 +298,39 @@ class ExactKernel(ZooKernelBase):
         super().__init__(zoo_kernel, **kwargs)
         self.gram_dtype = gram_dtype
 
-    def _in_gram_dtype(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.gram_dtype is None else x.to(self.gram_dtype)
+    def _kernel_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Points as the kernelzoo kernel takes them, in ``gram_dtype`` if set."""
+        points = self._points(x)
+        return points if self.gram_dtype is None else points.to(self.gram_dtype)
 
     def _scaled(self, x: torch.Tensor) -> torch.Tensor:
         """The input as the kernelzoo kernel sees it (hook for input scalings)."""
         return x
 
-    def _gram_pair(self, a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
+    def _block(self, kind: str, a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
+        """``K(a, b)`` (``kind='gram'``) or its diagonal (``'diag'``), cached, in ``a``'s dtype."""
+
         def compute() -> torch.Tensor:
             self.n_evaluations += 1
-            pa = self._in_gram_dtype(self._points(a))
+            pa = self._kernel_input(a)
             if same:
-                return self.zoo_kernel.gram(pa).to(a.dtype)
-            return self.zoo_kernel.gram(pa, self._in_gram_dtype(self._points(b))).to(a.dtype)
+                out = self.zoo_kernel.gram(pa) if kind == "gram" else self.zoo_kernel.diag(pa)
+            else:
+                out = self.zoo_kernel.gram(pa, self._kernel_input(b))
+                if kind == "diag":
+                    # k(a_i, b_i) for distinct sets: one row at a time would loop in
+                    # Python; the (n, n) block is what gpytorch would build anyway
+                    out = torch.diagonal(out)
+            return out.to(a.dtype)
 
-        return self._cached(("gram", same), compute, a) if same else self._cached(
-            ("gram", same), compute, a, b
-        )
+        tensors = (a,) if same else (a, b)
+        return self._cached((kind, same), compute, *tensors)
+
+    def _gram_pair(self, a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
+        return self._block("gram", a, b, same)
 
     def _diag_pair(self, a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
-        def compute() -> torch.Tensor:
-            self.n_evaluations += 1
-            pa = self._in_gram_dtype(self._points(a))
-            if same:
-                return self.zoo_kernel.diag(pa).to(a.dtype)
-            # k(a_i, b_i) for distinct sets: one row at a time would loop in
-            # Python; the (n, n) block is what gpytorch would build anyway
-            pb = self._in_gram_dtype(self._points(b))
-            return torch.diagonal(self.zoo_kernel.gram(pa, pb)).to(a.dtype)
-
-        return self._cached(("diag", same), compute, a) if same else self._cached(
-            ("diag", same), compute, a, b
-        )
+        return self._block("diag", a, b, same)
 
     def forward(
         self,
