@@ -105,6 +105,19 @@ class LinearClassifier:
         return dataclasses.asdict(self)
 
 
+def _best_lambda(evals, rhs, proj_val, mean_t, lambdas, yv, classes) -> tuple[float, float]:
+    """The lambda of the grid whose eigenbasis solution ``rhs / (evals + lambda)``
+    scores best on the validation split (``proj_val`` maps it to validation
+    scores), and that validation accuracy."""
+    grid = default_lambdas(float(evals.max())) if lambdas is None else np.asarray(lambdas, float)
+    if grid.size == 0 or np.any(grid <= 0):
+        raise ValueError(f"lambdas must be positive numbers, got {lambdas!r}")
+    scores = [proj_val @ (rhs / (evals + lam)[:, None]) + mean_t for lam in grid]
+    best = _select([s.cpu() for s in scores], yv, classes, _targets(yv, classes))
+    val_acc = float((classes[scores[best].argmax(1).cpu()] == yv).double().mean())
+    return float(grid[best]), val_acc
+
+
 def _select(val_scores: list[torch.Tensor], y_val: torch.Tensor, classes: torch.Tensor,
             targets_val: torch.Tensor) -> int:
     """Index of the best lambda: highest validation accuracy, then lowest squared loss."""
@@ -149,16 +162,10 @@ def fit_ridge_classifier(
         proj_val = fvc @ (fc.T @ evecs) / n  # (m, n)
         rhs = evecs.T @ tc  # (n, c)
     evals = evals.clamp_min(0.0)
-    grid = default_lambdas(float(evals.max())) if lambdas is None else np.asarray(lambdas, float)
-    if grid.size == 0 or np.any(grid <= 0):
-        raise ValueError(f"lambdas must be positive numbers, got {lambdas!r}")
-    scores = [proj_val @ (rhs / (evals + lam)[:, None]) + mean_t for lam in grid]
-    best = _select([s.cpu() for s in scores], yv, classes, _targets(yv, classes))
-    lam = float(grid[best])
+    lam, val_acc = _best_lambda(evals, rhs, proj_val, mean_t, lambdas, yv, classes)
     coef = rhs / (evals + lam)[:, None]
     weight = evecs @ coef if d <= n else fc.T @ (evecs @ coef) / n
     intercept = mean_t - mean_f @ weight
-    val_acc = float((classes[scores[best].argmax(1).cpu()] == yv).double().mean())
     return LinearClassifier(weight.cpu(), intercept.cpu(), classes, lam, val_acc)
 
 
@@ -251,12 +258,6 @@ def fit_kernel_ridge_classifier(
     evals = evals.clamp_min(0.0)
     rhs = evecs.T @ (targets - mean_t) / n
     proj_val = kv @ evecs
-    grid = default_lambdas(float(evals.max())) if lambdas is None else np.asarray(lambdas, float)
-    if grid.size == 0 or np.any(grid <= 0):
-        raise ValueError(f"lambdas must be positive numbers, got {lambdas!r}")
-    scores = [proj_val @ (rhs / (evals + lam)[:, None]) + mean_t for lam in grid]
-    best = _select([s.cpu() for s in scores], yv, classes, _targets(yv, classes))
-    lam = float(grid[best])
+    lam, val_acc = _best_lambda(evals, rhs, proj_val, mean_t, lambdas, yv, classes)
     alpha = evecs @ (rhs / (evals + lam)[:, None])
-    val_acc = float((classes[scores[best].argmax(1).cpu()] == yv).double().mean())
     return KernelRidgeClassifier(alpha.cpu(), mean_t.cpu(), classes, lam, val_acc)
