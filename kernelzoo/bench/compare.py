@@ -271,6 +271,16 @@ class CompareData:
     y_test: np.ndarray
 
 
+def _stratified_subset(split, size: int, seed: int):
+    """``(X, y)`` of a dataset split, a seeded stratified subset of ``size`` if it is larger."""
+    from kernelzoo.data import train_val_test_split
+
+    if len(split) <= size:
+        return split.X, split.y
+    keep = train_val_test_split(np.arange(len(split)), split.y, val=0, test=size, seed=seed)[4]
+    return split.X[keep], split.y[keep]
+
+
 def load_compare_data(dataset: str, root: str | None, n_train_max: int, n_val: int,
                       n_test: int, seed: int = 0) -> CompareData:
     """Train (with validation carved out of it, stratified and seeded) and test images."""
@@ -279,13 +289,7 @@ def load_compare_data(dataset: str, root: str | None, n_train_max: int, n_val: i
     pool = n_train_max + n_val
     train = load_dataset(dataset, "train", root=root)
     test = load_dataset(dataset, "test", root=root)
-    if len(train) > pool:
-        # a seeded stratified subset of a large training split
-        keep = train_val_test_split(np.arange(len(train)), train.y, val=0, test=pool,
-                                    seed=seed)[4]
-        X, y = train.X[keep], train.y[keep]
-    else:
-        X, y = train.X, train.y
+    X, y = _stratified_subset(train, pool, seed)  # all of a small training split
     if n_val >= len(y):
         raise ValueError(f"--n-val {n_val} leaves no training example out of {len(y)}")
     X_train, y_train, _, _, X_val, y_val = train_val_test_split(X, y, val=0, test=n_val,
@@ -293,12 +297,7 @@ def load_compare_data(dataset: str, root: str | None, n_train_max: int, n_val: i
     # a seeded order, so that smaller n_train are nested prefixes with every class
     order = np.random.default_rng(seed).permutation(len(y_train))
     X_train, y_train = X_train[order], y_train[order]
-    if len(test) > n_test:
-        keep = train_val_test_split(np.arange(len(test)), test.y, val=0, test=n_test,
-                                    seed=seed)[4]
-        X_test, y_test = test.X[keep], test.y[keep]
-    else:
-        X_test, y_test = test.X, test.y
+    X_test, y_test = _stratified_subset(test, n_test, seed)
     return CompareData(dataset, X_train, y_train, X_val, y_val, X_test, y_test)
 
 

@@ -33,6 +33,15 @@ __all__ = [
 _DPI = 110
 
 
+def _label_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """Axis labels, a title, a log-friendly grid and a small legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def _ok(frame: pd.DataFrame, harness: str, metric: str | Sequence[str]) -> pd.DataFrame:
     if frame is None or frame.empty:
         return pd.DataFrame()
@@ -187,11 +196,8 @@ def plot_accuracy_vs_n(frame: pd.DataFrame, path: str | os.PathLike) -> str | No
         ax.plot(stats.index.astype(float), stats.to_numpy(), marker="o", ms=3,
                 label=_short(spec, 45))
     ax.set_xscale("log")
-    ax.set_xlabel("training examples n_train")
-    ax.set_ylabel("test accuracy (exact kernel ridge)")
-    ax.set_title("Test accuracy against n_train", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _label_axes(ax, "training examples n_train", "test accuracy (exact kernel ridge)",
+                "Test accuracy against n_train")
     return _save(fig, path)
 
 
@@ -255,11 +261,8 @@ def plot_spectrum(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
                        color=line.get_color(), ls="none")
     left.set_xscale("log")
     left.set_yscale("log")
-    left.set_xlabel("eigenvalue index i")
-    left.set_ylabel("μ_i / μ_1 (eigenvalues of K/n)")
-    left.set_title(f"Eigenvalue decay (n={int(eig['n'].max())})", fontsize=10)
-    left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=7)
+    _label_axes(left, "eigenvalue index i", "μ_i / μ_1 (eigenvalues of K/n)",
+                f"Eigenvalue decay (n={int(eig['n'].max())})")
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("λ / μ_1")
@@ -286,11 +289,8 @@ def plot_speed(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
         left.plot(ns, ref[-1] * (ns / ns[-1]) ** 2, color="0.6", ls=":", label="∝ n²")
     left.set_xscale("log")
     left.set_yscale("log")
-    left.set_xlabel("n (Gram of n × n inputs)")
-    left.set_ylabel("Gram evaluation time (s)")
-    left.set_title("Exact Gram time against n", fontsize=10)
-    left.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=7)
+    _label_axes(left, "n (Gram of n × n inputs)", "Gram evaluation time (s)",
+                "Exact Gram time against n")
     pairs = _order(zip(feats["spec"], feats["method"], strict=True))
     for (spec, method), color in zip(pairs, _colors(len(pairs)), strict=True):
         sub = feats[(feats["spec"] == spec) & (feats["method"] == method)]
