@@ -12,7 +12,7 @@ import torch
 
 import kernelzoo as kz
 from kernelzoo.approx.ckn import CKNLayer, spherical_kmeans
-from kernelzoo.kernels._ckn_ops import pooling_matrix
+from kernelzoo.kernels.functional.ckn_ops import pooling_matrix
 from kernelzoo.ops.linalg import inv_sqrt_psd
 from tests.kernel_mixin import KernelTestMixin, rel_err
 
@@ -452,7 +452,12 @@ def test_supervised_needs_labels_and_squared_hinge(tmp_path):
 
 # ----------------------------------------------------------------- fast paths of the exact kernel
 def test_pair_pooling_equals_dense_pooling_products():
-    from kernelzoo.kernels._ckn_ops import PairPooling, pool_pairs, trace_pooled, trace_weights
+    from kernelzoo.kernels.functional.ckn_ops import (
+        PairPooling,
+        pool_pairs,
+        trace_pooled,
+        trace_weights,
+    )
 
     g = torch.Generator().manual_seed(20)
     for (h, w), s in [((7, 6), 2), ((14, 14), 5), ((5, 8), 3)]:
@@ -474,7 +479,7 @@ def test_pair_pooling_equals_dense_pooling_products():
 def test_pair_pooling_float64_takes_the_matrix_path_and_agrees_with_float32_convolutions():
     # float64 on CPU has no oneDNN depthwise convolution (a per-channel fallback
     # 30-60x slower): PairPooling uses the banded products there
-    from kernelzoo.kernels._ckn_ops import PairPooling
+    from kernelzoo.kernels.functional.ckn_ops import PairPooling
 
     g = torch.Generator().manual_seed(23)
     m = torch.randn(2, 9, 9, 9, 9, generator=g, dtype=torch.float64)
@@ -488,7 +493,7 @@ def test_pair_pooling_float64_takes_the_matrix_path_and_agrees_with_float32_conv
 
 
 def pool_pairs_ref(m, s):
-    from kernelzoo.kernels._ckn_ops import pool_pairs
+    from kernelzoo.kernels.functional.ckn_ops import pool_pairs
 
     h, w = m.shape[1], m.shape[2]
     return pool_pairs(m, pooling_matrix(h, s), pooling_matrix(w, s))
@@ -497,7 +502,7 @@ def pool_pairs_ref(m, s):
 @pytest.mark.parametrize("dtype,size", [(torch.float64, 8), (torch.float32, 16)])
 def test_channel_padding_and_sub_blocks_do_not_change_values(monkeypatch, dtype, size):
     import kernelzoo.kernels.ckn as ckn_module
-    from kernelzoo.kernels._ckn_ops import channel_padding
+    from kernelzoo.kernels.functional.ckn_ops import channel_padding
 
     assert channel_padding(size * size, torch.finfo(dtype).bits // 8) > 0  # the padded geometry
     x = _images(5, 1, size, size, seed=21, dtype=dtype)

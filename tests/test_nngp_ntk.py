@@ -15,7 +15,8 @@ import torch
 
 import kernelzoo as kz
 from kernelzoo import _validation
-from kernelzoo.kernels import _infinite
+from kernelzoo.kernels.functional import compile as kz_compile
+from kernelzoo.kernels.functional import conv_pairs
 from tests.kernel_mixin import KernelTestMixin, rel_err
 
 ORACLE = Path(__file__).resolve().parents[2] / "shared" / "oracle"
@@ -284,13 +285,13 @@ def test_float32_close_to_float64():
 
 
 def test_symmetric_gram_computes_each_unordered_pair_once():
-    pairs = list(_infinite.pair_chunks(5, 5, True, 4, torch.device("cpu")))
+    pairs = list(conv_pairs.pair_chunks(5, 5, True, 4, torch.device("cpu")))
     rows = torch.cat([r for r, _ in pairs])
     cols = torch.cat([c for _, c in pairs])
     assert len(rows) == 15 and bool((rows <= cols).all())
     assert len({(int(r), int(c)) for r, c in zip(rows, cols)}) == 15
     assert all(len(r) <= 4 for r, _ in pairs)
-    cross = list(_infinite.pair_chunks(3, 4, False, 5, torch.device("cpu")))
+    cross = list(conv_pairs.pair_chunks(3, 4, False, 5, torch.device("cpu")))
     assert sum(len(r) for r, _ in cross) == 12
 
 
@@ -508,23 +509,23 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
 
     monkeypatch.setenv("KERNELZOO_COMPILE", "1")
     monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setitem(_infinite._COMPILE_STATE, "failed", False)
-    _infinite._compiled.cache_clear()
+    monkeypatch.setitem(kz_compile.STATE, "failed", False)
+    kz_compile.compiled.cache_clear()
     x = _images(3, h=4, w=4)
     k = kz.kernel("ntk", architecture="conv", bias_std=0.1)
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
         out = k.gram(x)
-    assert _infinite._COMPILE_STATE["failed"]
+    assert kz_compile.STATE["failed"]
     monkeypatch.setenv("KERNELZOO_COMPILE", "0")
     torch.testing.assert_close(out, k.gram(x), rtol=0, atol=0)
-    _infinite._compiled.cache_clear()
+    kz_compile.compiled.cache_clear()
 
 
 @pytest.mark.slow
 def test_compiled_path_matches_eager(monkeypatch, request):
     if "slow" not in (request.config.getoption("-m") or ""):
         pytest.skip("compiles for ~20 s: run with -m slow")
-    monkeypatch.setitem(_infinite._COMPILE_STATE, "failed", False)
+    monkeypatch.setitem(kz_compile.STATE, "failed", False)
     x = _images(4, h=5, w=5, seed=9)
     k = kz.kernel("ntk", architecture="conv", bias_std=0.1, depth=2)
     budget = 400_000  # blocks of 3 of the 10 pairs: the last block is padded

@@ -4,7 +4,7 @@ Each layer (:class:`CKNLayer`) maps a feature map ``(n, C, H, W)`` to
 ``(n, p, h, w)``: patches of size ``f`` at every position (zero padding
 ``f // 2``), ``psi(z) = |z| kappa(Z Z^T)^{-1/2} kappa(Z z / |z|)`` with ``p``
 anchors Z on the unit sphere, then the Gaussian pooling of the exact kernel
-(:mod:`kernelzoo.kernels._ckn_ops`, same matrices). ``<psi(z), psi(z')>`` is the
+(:mod:`kernelzoo.kernels.functional.ckn_ops`, same matrices). ``<psi(z), psi(z')>`` is the
 kernel of the projections onto the span of the anchors' feature maps, so with
 enough anchors the network's Gram converges to the exact CKN Gram; the
 features are the flattened last map (their dot product sums over positions).
@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernelzoo.approx.base import Approximation, check_budget, generator
-from kernelzoo.kernels._ckn_ops import kappa_fn, pooling_matrix
-from kernelzoo.kernels._dot import safe_div, safe_sqrt
+from kernelzoo.kernels.functional.ckn_ops import kappa_fn, pooling_matrix
+from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
 from kernelzoo.ops.linalg import inv_sqrt_psd
 
 __all__ = ["CKNLayer", "CKNNetwork", "LayerwiseCKN", "SupervisedCKN", "spherical_kmeans"]

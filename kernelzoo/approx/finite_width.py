@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from kernelzoo._validation import get_memory_budget, parse_memory_budget
 from kernelzoo.approx.base import Approximation, generator
-from kernelzoo.kernels._infinite import Net, _pad_axis, conv_shapes
+from kernelzoo.kernels.functional.architecture import Net, conv_shapes
+from kernelzoo.kernels.functional.conv import pad_axis
 
 __all__ = ["EmpiricalNTK", "MonteCarloNNGP"]
 
@@ -83,7 +84,7 @@ def _pool(h: torch.Tensor, stride: int) -> torch.Tensor:
     for axis in (2, 3):
         n = h.shape[axis]
         total = -(-n // stride) * stride - n
-        h = _pad_axis(h, axis, total // 2, total - total // 2, circular=False)
+        h = pad_axis(h, axis, total // 2, total - total // 2, circular=False)
     return F.avg_pool2d(h, stride, stride)
 
 
@@ -100,7 +101,7 @@ def _hidden(params: dict[str, torch.Tensor], x: torch.Tensor, net: Net) -> torch
                 low = (net.filter_size - 1) // 2
                 high = net.filter_size - 1 - low
                 circular = net.padding == "circular"
-                h = _pad_axis(_pad_axis(h, 2, low, high, circular), 3, low, high, circular)
+                h = pad_axis(pad_axis(h, 2, low, high, circular), 3, low, high, circular)
             pre = F.conv2d(h, w) * (w_std / math.sqrt(fan_in))
             if f"b{layer}" in params:
                 pre = pre + b_std * params[f"b{layer}"][:, None, None]

@@ -465,7 +465,7 @@ class FCInfiniteKernel(ExactKernel):
         return False
 
     def _one(self, a, b, weight_std, bias_std, same: bool, diag: bool) -> torch.Tensor:
-        from kernelzoo.kernels._infinite import fc_block, fc_diag
+        from kernelzoo.kernels.functional.fc import fc_block, fc_diag
 
         bias_var = 0.0 if bias_std is None else bias_std.to(a.dtype).square()
         net = dataclasses.replace(

@@ -16,7 +16,13 @@ from __future__ import annotations
 import torch
 
 from kernelzoo._validation import as_vectors
-from kernelzoo.kernels._dot import arccos_fn, cosine, refine_near_parallel, safe_div, safe_sqrt
+from kernelzoo.kernels.functional.dot import (
+    arccos_fn,
+    cosine,
+    refine_near_parallel,
+    safe_div,
+    safe_sqrt,
+)
 from kernelzoo.kernels.base import Kernel, Param, check_int
 
 __all__ = ["ArcCosine", "arccos_layers"]

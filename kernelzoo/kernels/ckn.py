@@ -11,7 +11,7 @@ the identity). The kernel is the sum over the final positions u of
 Computation (as albietz/ckn_kernel): for each pair of images the Gram over
 all position pairs is carried through the layers, with patch extraction and
 pooling as separable operations along the position axes
-(:mod:`kernelzoo.kernels._ckn_ops`) and the patch norms of every image computed
+(:mod:`kernelzoo.kernels.functional.ckn_ops`) and the patch norms of every image computed
 once, by a first pass over the pairs (x, x) that also yields the diagonal.
 Pairs are evaluated in blocks:
 
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from kernelzoo._validation import as_images
-from kernelzoo.kernels._ckn_ops import (
+from kernelzoo.kernels.functional.ckn_ops import (
     KAPPAS,
     LOG2E,
     LOG_ZERO,
@@ -57,7 +57,7 @@ from kernelzoo.kernels._ckn_ops import (
     pooled_size,
     trace_weights,
 )
-from kernelzoo.kernels._dot import safe_div, safe_sqrt
+from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
 from kernelzoo.kernels.base import Kernel, Param
 
 __all__ = ["CKN", "layer_sizes"]

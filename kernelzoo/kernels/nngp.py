@@ -2,12 +2,12 @@
 
 Neal (1996); Lee et al. (2018); Novak et al. (2019). Equal to neural-tangents'
 ``stax`` ``kernel_fn(..., 'nngp')`` (parameterization "ntk"); the recursion
-lives in :mod:`kernelzoo.kernels._infinite`, shared with :mod:`~kernelzoo.kernels.ntk`.
+lives in :mod:`kernelzoo.kernels.infinite`, shared with :mod:`~kernelzoo.kernels.ntk`.
 """
 
 from __future__ import annotations
 
-from kernelzoo.kernels._infinite import InfiniteWidthKernel
+from kernelzoo.kernels.infinite import InfiniteWidthKernel
 
 __all__ = ["NNGP"]
 

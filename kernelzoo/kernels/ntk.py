@@ -2,12 +2,12 @@
 
 Jacot et al. (2018); Arora et al. (2019). Equal to neural-tangents' ``stax``
 ``kernel_fn(..., 'ntk')`` (parameterization "ntk"); the recursion lives in
-:mod:`kernelzoo.kernels._infinite`, shared with :mod:`~kernelzoo.kernels.nngp`.
+:mod:`kernelzoo.kernels.infinite`, shared with :mod:`~kernelzoo.kernels.nngp`.
 """
 
 from __future__ import annotations
 
-from kernelzoo.kernels._infinite import InfiniteWidthKernel
+from kernelzoo.kernels.infinite import InfiniteWidthKernel
 
 __all__ = ["NTK"]
 

@@ -19,7 +19,7 @@ The same pooling matrices pool the feature maps of the Nyström network
 
 Kappa functions (all with ``kappa(1) = 1``): ``exp`` = ``exp((u - 1) / sigma^2)``,
 ``arccos0`` = ``1 - arccos(u) / pi``, ``arccos1`` = ``(sqrt(1 - u^2) + u (pi - arccos u)) / pi``
-(the arc-cosine functions f_0, f_1 of :mod:`kernelzoo.kernels._dot`), ``poly2`` = ``u^2``.
+(the arc-cosine functions f_0, f_1 of :mod:`kernelzoo.kernels.functional.dot`), ``poly2`` = ``u^2``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kernelzoo.kernels._dot import arccos_fn
+from kernelzoo.kernels.functional.dot import arccos_fn
 
 __all__ = [
     "KAPPAS",
@@ -282,7 +282,6 @@ class PairPooling:
         t = t.reshape(b, p_out, h_in, w_in)  # (B, C=p_out, H, W)
         t = F.conv2d(t, self._weight(p_out), stride=s, padding=s, groups=p_out)
         return t.reshape(b, h, w, h, w)
-
 
     def _pool_matrices(self, m: torch.Tensor, h_in: int, w_in: int) -> torch.Tensor:
         key = (h_in, w_in)

@@ -1,0 +1,66 @@
+"""The resolved architecture of an infinite-width net (NNGP/NTK) and its spatial shapes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+__all__ = ["ACTIVATIONS", "PADDINGS", "READOUTS", "Net", "conv_shapes"]
+
+ACTIVATIONS = ("relu", "erf", "abs")
+PADDINGS = ("same", "valid", "circular")
+READOUTS = ("gap", "flatten")
+
+
+@dataclasses.dataclass(frozen=True)
+class Net:
+    """The resolved architecture (hashable: it keys the compiled functions)."""
+
+    conv: bool
+    depth: int
+    activation: str
+    weight_var: float  # weight_std^2
+    bias_var: float  # bias_std^2 (0: no bias)
+    filter_size: int
+    padding: str
+    readout: str
+    readout_dense: bool
+    pooling: tuple[int, ...]  # one stride per hidden layer, 1 = no pooling
+    ntk: bool  # also carry the tangent kernel
+
+    @property
+    def conv_scale(self) -> float:
+        """c = weight_std^2 / filter_size^2 (fan-in normalisation of a conv layer)."""
+        return self.weight_var / self.filter_size**2
+
+    @property
+    def pooled(self) -> bool:
+        return any(s > 1 for s in self.pooling)
+
+    @property
+    def full_spatial(self) -> bool:
+        """Whether conv needs the covariance over all position pairs."""
+        return self.readout == "gap" or self.pooled
+
+
+def conv_shapes(height: int, width: int, net: Net) -> list[tuple[int, int]]:
+    """The spatial shape after each hidden layer's conv (before its pooling),
+    followed by the final shape (after the last pooling).
+
+    Raises a ``ValueError`` when ``padding='valid'`` (or pooling) leaves no pixel.
+    """
+    shapes = []
+    h, w = height, width
+    for layer in range(net.depth):
+        if net.padding == "valid":
+            h, w = h - net.filter_size + 1, w - net.filter_size + 1
+            if h < 1 or w < 1:
+                raise ValueError(
+                    f"padding='valid' with filter_size={net.filter_size} leaves no pixel at "
+                    f"hidden layer {layer + 1} of {net.depth} for {height}x{width} images; use "
+                    f"padding='same', a smaller filter_size or depth, or larger images"
+                )
+        shapes.append((h, w))
+        s = net.pooling[layer]
+        h, w = -(-h // s), -(-w // s)
+    shapes.append((h, w))
+    return shapes

@@ -1,0 +1,55 @@
+"""The fully connected NNGP/NTK recursion on (rows x columns) tiles."""
+
+from __future__ import annotations
+
+import torch
+
+from kernelzoo.kernels.functional.activations import activate, activate_diag, diag_derivative
+from kernelzoo.kernels.functional.architecture import Net
+
+__all__ = ["dense_readout", "fc_block", "fc_diag"]
+
+
+def fc_block(
+    x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, net: Net
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """NNGP and NTK of a fully connected net for an ``(r, c)`` tile.
+
+    ``vx``, ``vy`` are the input kernels ``|x|^2 / d`` of the rows and columns.
+
+    Shape: ``x (r, d)``, ``y (c, d)``, ``vx (r,)``, ``vy (c,)`` -> ``(r, c)`` twice.
+    """
+    a = (x @ y.T) / x.shape[1]
+    ta: torch.Tensor | None = None
+    for _ in range(net.depth):
+        k = net.weight_var * a + net.bias_var
+        t = None if not net.ntk else (k if ta is None else net.weight_var * ta + k)
+        vx = net.weight_var * vx + net.bias_var
+        vy = net.weight_var * vy + net.bias_var
+        a, ta = activate(k, t, vx[:, None], vy[None, :], net.activation)
+        vx, vy = activate_diag(vx, net.activation), activate_diag(vy, net.activation)
+    return dense_readout(a, ta, net)
+
+
+def fc_diag(vx: torch.Tensor, net: Net) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """k(x, x) from the input kernels ``|x|^2 / d`` (the angle is 0 at every layer).
+
+    Shape: ``(n,)`` -> ``(n,)`` twice.
+    """
+    a, ta = vx, None
+    for _ in range(net.depth):
+        k = net.weight_var * a + net.bias_var
+        t = None if not net.ntk else (k if ta is None else net.weight_var * ta + k)
+        a = activate_diag(k, net.activation)
+        if t is not None:
+            t = t * diag_derivative(k, net.activation)
+        ta = t
+    return dense_readout(a, ta, net)
+
+
+def dense_readout(a, ta, net: Net):
+    if not net.readout_dense:
+        return a, ta
+    k = net.weight_var * a + net.bias_var
+    t = None if ta is None else net.weight_var * ta + k
+    return k, t

@@ -1,0 +1,258 @@
+"""The NNGP/NTK kernel class, shared by :mod:`~kernelzoo.kernels.nngp` and
+:mod:`~kernelzoo.kernels.ntk`.
+
+Conventions are neural-tangents' ``stax`` with parameterization "ntk" (see
+docs: DESIGN, "NNGP / NTK conventions"): ``depth`` hidden ``Dense`` / ``Conv``
+layers, each followed by the activation (and, for conv nets, by an optional
+average pooling), then the readout (``gap``: ``GlobalAvgPool``, ``flatten``:
+``Flatten``) and, if ``readout_dense``, one ``Dense(1)``. Layer updates (K the
+NNGP, T the NTK, c = weight_std^2 / filter_size^2 for conv, weight_std^2 for
+dense)::
+
+    K <- c * (K summed over the filter window) + bias_std^2
+    T <- c * (T summed over the filter window) + K_new
+    K <- E[f(u) f(v)],  T <- T * E[f'(u) f'(v)]    (u, v ~ N(0, [[K11, K12], [K12, K22]]))
+
+with the input kernel ``x.x' / d`` (per pixel, over channels, for conv).
+
+Three evaluation paths:
+
+- **fc**: (n, m) tiles, the recursion on matrices.
+- **conv, diagonal** (``readout='flatten'`` without pooling): the conv step sums
+  K over positions ``(p + s, q + s)`` with the *same* shift s on both sides, so
+  the diagonal ``p = q`` of layer l+1 needs only the diagonal of layer l: P
+  numbers per image pair (a 2-D window sum per pair), as neural-tangents does.
+- **conv, full** (``readout='gap'``, or any pooling, which mixes neighbouring
+  positions): the covariance over all position pairs, ``(B, H, W, H, W)`` per
+  block of B image pairs. The conv step is separable: a sum of f shifted
+  copies jointly along (h1, h2), then along (w1, w2) (2 f adds instead of f^2).
+  Flatten with pooling takes the diagonal at the end.
+
+Angles are ``atan2(sqrt(K11 K22 - K12^2), K12)``; ``K12^2`` is inflated by
+``1 + 64 eps`` before the subtraction, so that rounding in (near-)identical
+pairs gives an angle of exactly 0 (neural-tangents' own NTK diagonal is off by
+about 1e-8 there) at a relative cost of ~1e-14 elsewhere.
+
+The full path can run under ``torch.compile`` (one fused kernel per layer: the
+first layer, a middle layer, the last layer with the readout; 3-5x faster than
+eager on CPU, see benchmarks/results/nt_compare.md); by default
+only for Grams large enough to amortise the compilation (tens of seconds),
+never with gradients, and it falls back to eager torch, with a warning, if
+compilation fails. ``KERNELZOO_COMPILE=0`` disables it, ``=1`` forces it.
+
+The numerics live in :mod:`kernelzoo.kernels.functional` (activations and
+their dual maps, the fc recursion, the conv diagonal and all-pairs paths, the
+``torch.compile`` plumbing); this module holds the parameters and dispatch.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from kernelzoo._validation import as_images, as_vectors, get_memory_budget
+from kernelzoo.kernels.base import Kernel, Param, check_choice, check_int, check_positive
+from kernelzoo.kernels.functional.architecture import (
+    ACTIVATIONS,
+    PADDINGS,
+    READOUTS,
+    Net,
+    conv_shapes,
+)
+from kernelzoo.kernels.functional.conv import conv_diag_block, conv_diag_self, diag_block_bytes
+from kernelzoo.kernels.functional.conv_pairs import (
+    conv_diag_full,
+    conv_full_gram,
+    conv_variances,
+)
+from kernelzoo.kernels.functional.fc import fc_block, fc_diag
+
+__all__ = ["INFINITE_PARAMS", "InfiniteWidthKernel"]
+
+
+def _check_bias(value, name: str):
+    if value is None:
+        return None
+    return check_positive(allow_zero=True)(value, name)
+
+
+def _check_pooling(value, name: str):
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        raise TypeError(
+            f"{name} must be None or a list with one average-pooling stride per hidden layer "
+            f"(1 = no pooling), got the scalar {value!r}; e.g. pooling=[1, 2]"
+        )
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be None or a list of strides (ints >= 1), got {value!r}")
+    strides = []
+    for entry in value:
+        stride = 1 if entry is None else check_int(minimum=1)(entry, f"{name} entry")
+        strides.append(stride)
+    return strides
+
+
+def _check_image_shape(value, name: str):
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise ValueError(f"{name} must be None or (C, H, W), got {value!r}")
+    return tuple(check_int(minimum=1)(v, name) for v in value)
+
+
+INFINITE_PARAMS = (
+    Param("architecture", "fc", check_choice("fc", "conv"), "fc (Dense layers) or conv"),
+    Param("depth", 2, check_int(minimum=1), "number of hidden layers, >= 1"),
+    Param("activation", "relu", check_choice(*ACTIVATIONS), "relu, erf or abs"),
+    Param("weight_std", 2**0.5, check_positive(), "W_std (parameterization 'ntk')"),
+    Param("bias_std", 0.0, _check_bias, "b_std; 0 or None: no bias"),
+    Param("filter_size", 3, check_int(minimum=1), "conv filter size (conv only)"),
+    Param("padding", "same", check_choice(*PADDINGS), "same, valid or circular (conv only)"),
+    Param("readout", "gap", check_choice(*READOUTS), "gap (global average pool) or flatten"),
+    Param("readout_dense", True, check_choice(True, False), "final Dense(1) layer"),
+    Param(
+        "pooling",
+        None,
+        _check_pooling,
+        "None, or one AvgPool stride s per hidden layer (window s, stride s, SAME; 1 = none)",
+    ),
+    Param("image_shape", None, _check_image_shape, "(C, H, W) for (n, d) input to conv"),
+)
+
+
+class InfiniteWidthKernel(Kernel):
+    """The NNGP / NTK of an infinitely wide fc or conv net (neural-tangents' ``stax``).
+
+    Parameters
+    ----------
+    architecture : {'fc', 'conv'}, default 'fc'
+        ``depth`` hidden ``Dense`` layers, or ``Conv(filter_size, padding)`` layers.
+    depth : int >= 1, default 2
+    activation : {'relu', 'erf', 'abs'}, default 'relu'
+    weight_std, bias_std : float, default sqrt(2), 0.0
+        ``W_std`` and ``b_std`` of every layer (parameterization "ntk"); a bias
+        of 0 or None means no bias.
+    filter_size : int >= 1, default 3 (conv)
+    padding : {'same', 'valid', 'circular'}, default 'same' (conv)
+    readout : {'gap', 'flatten'}, default 'gap' (conv)
+        ``GlobalAvgPool`` (mean over all position pairs) or ``Flatten`` (mean
+        over equal positions).
+    readout_dense : bool, default True
+        A final ``Dense(1)`` with the same ``W_std``, ``b_std``; without it the
+        kernel is that of the readout (a mean over positions).
+    pooling : list of int, optional (conv)
+        One stride s per hidden layer: after that layer's activation,
+        ``stax.AvgPool((s, s), strides=(s, s), padding='SAME')`` with
+        ``normalize_edges=False`` (output ``ceil(H / s)``, the CKN's size;
+        equal to 'VALID' pooling when s divides H); 1 means no pooling.
+    image_shape : (C, H, W), optional (conv)
+        Shape of ``(n, d)`` input rows.
+
+    Shape: fc ``(n, d)`` (images are flattened); conv ``(n, C, H, W)`` or
+    ``(n, d)`` with ``image_shape``; ``gram`` -> ``(n, m)``.
+    """
+
+    params = INFINITE_PARAMS
+    #: which kernel of the pair this family returns
+    tangent: ClassVar[bool] = False
+
+    def _check_params(self) -> None:
+        pooling = self._params["pooling"]
+        if pooling is not None:
+            if self._params["architecture"] == "fc":
+                raise ValueError(
+                    "pooling is for architecture='conv'; an fc net has no positions to pool"
+                )
+            if len(pooling) != self._params["depth"]:
+                raise ValueError(
+                    f"pooling has {len(pooling)} entries but depth={self._params['depth']}; "
+                    f"give one stride per hidden layer (1 = no pooling)"
+                )
+
+    @property
+    def is_conv(self) -> bool:  # type: ignore[override]
+        return self._params["architecture"] == "conv"
+
+    @property
+    def net(self) -> Net:
+        p = self._params
+        bias = 0.0 if p["bias_std"] is None else float(p["bias_std"])
+        pooling = tuple(p["pooling"]) if p["pooling"] is not None else (1,) * p["depth"]
+        return Net(
+            conv=self.is_conv,
+            depth=p["depth"],
+            activation=p["activation"],
+            weight_var=float(p["weight_std"]) ** 2,
+            bias_var=bias**2,
+            filter_size=p["filter_size"],
+            padding=p["padding"],
+            readout=p["readout"],
+            readout_dense=bool(p["readout_dense"]),
+            pooling=pooling,
+            ntk=self.tangent,
+        )
+
+    # ------------------------------------------------------------------ inputs
+    def _prepare(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        if not self.is_conv:
+            return as_vectors(x, name)
+        images = as_images(x, self._params["image_shape"], name)
+        conv_shapes(images.shape[2], images.shape[3], self.net)  # raises if no pixel is left
+        return images
+
+    def _check_compatible(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if self.is_conv and x.shape[1] != y.shape[1]:
+            raise ValueError(
+                f"{self.family}: X has {x.shape[1]} channels but Y has {y.shape[1]}; "
+                f"both need the same number of channels"
+            )
+        if self.is_conv and x.shape[2:] != y.shape[2:]:
+            raise ValueError(
+                f"{self.family}: X has {tuple(x.shape[2:])} images but Y has "
+                f"{tuple(y.shape[2:])}; both need the same height and width"
+            )
+        super()._check_compatible(x, y)
+
+    def _pick(self, k: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+        return t if self.tangent else k
+
+    # ------------------------------------------------------------------ compute
+    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
+        net = self.net
+        if not net.conv:
+            vx = x.square().mean(1)
+            vy = vx if same else y.square().mean(1)
+            return self._pick(*fc_block(x, y, vx, vy, net))
+        # conv, flatten readout without pooling: equal positions only
+        vx = conv_variances(x, net, 0, self.family)
+        vy = vx if same else conv_variances(y, net, 0, self.family)
+        return self._pick(*conv_diag_block(x, y, vx, vy, net))
+
+    def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
+        item = x.element_size()
+        if not self.is_conv:
+            return item * (8 * n_rows * n_cols + (n_rows + n_cols) * (x.shape[1] + 4))
+        positions = x.shape[2] * x.shape[3]
+        feat = x.shape[1] * positions
+        pair_maps = diag_block_bytes(n_rows, n_cols, positions, item)
+        return pair_maps + item * (n_rows + n_cols) * (feat + 4 * positions * self.depth)
+
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
+        net = self.net
+        if not (net.conv and net.full_spatial):
+            return super()._evaluate(x, y, budget)
+        vx = conv_variances(x, net, budget, self.family)
+        vy = None if y is None else conv_variances(y, net, budget, self.family)
+        return self._pick(*conv_full_gram(x, y, vx, vy, net, budget, self.family))
+
+    def _diag(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        if not net.conv:
+            return self._pick(*fc_diag(x.square().mean(1), net))
+        if not net.full_spatial:
+            return self._pick(*conv_diag_self(x, net))
+        k, t = conv_diag_full(x, net, get_memory_budget(), self.family)
+        return self._pick(k, t)
