@@ -111,7 +111,7 @@ def _accuracy(args: argparse.Namespace) -> None:
 
 
 def _float64(args: argparse.Namespace) -> None:
-    import kernelzoo.kernels._ckn_ops as ops
+    import kernelzoo.kernels.functional.ckn_ops as ops
     from kernelzoo.bench.gp import rotated_digits
 
     torch.set_num_threads(args.threads)
