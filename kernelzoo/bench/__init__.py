@@ -12,7 +12,7 @@ machine) is in ``df.attrs["metadata"]``. :mod:`kernelzoo.bench.compare` runs
 them all (``kernelzoo compare``).
 """
 
-from kernelzoo.bench._accuracy import HYPERPARAMETER_GRID, accuracy
+from kernelzoo.bench._accuracy import accuracy
 from kernelzoo.bench._approximation import approximation, approximation_errors
 from kernelzoo.bench._common import COLUMNS, run_metadata
 from kernelzoo.bench._spectrum import effective_dimension, spectrum
@@ -21,7 +21,6 @@ from kernelzoo.bench._stability import rkhs_relative_distance, stability
 
 __all__ = [
     "COLUMNS",
-    "HYPERPARAMETER_GRID",
     "accuracy",
     "approximation",
     "approximation_errors",

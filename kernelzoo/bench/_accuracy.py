@@ -32,29 +32,10 @@ from kernelzoo.bench._common import (
 from kernelzoo.classify import fit_kernel_ridge_classifier, fit_ridge_classifier
 
 __all__ = [
-    "HYPERPARAMETER_GRID",
-    "RELATIVE_TO_MEDIAN_DISTANCE",
     "accuracy",
     "hyperparameter_candidates",
     "with_hyperparameters",
 ]
-
-#: The one table of kernel hyperparameters searched on the validation split, per family.
-#: Parameters given explicitly in a spec string are kept as given. A family not
-#: listed here (or listed with ``{}``) only has its ridge lambda chosen.
-HYPERPARAMETER_GRID: dict[str, dict[str, tuple[Any, ...]]] = {
-    "rbf": {"lengthscale": (0.5, 1.0, 2.0)},
-    "arccos": {},
-    # relu networks are positively homogeneous: without a bias, weight_std only rescales
-    # the kernel (which lambda absorbs), so the grid varies the bias against it
-    "nngp": {"bias_std": (0.0, 0.3, 1.0)},
-    "ntk": {"bias_std": (0.0, 0.3, 1.0)},
-    "ckn": {"sigma": (0.4, 0.6, 0.8)},
-}
-
-#: Grid values of these parameters are multiples of the median pairwise distance of the
-#: training inputs (so one grid suits 8x8 digits and 32x32 colour images).
-RELATIVE_TO_MEDIAN_DISTANCE: frozenset[str] = frozenset({"lengthscale"})
 
 _HARNESS = "accuracy"
 
@@ -78,24 +59,31 @@ def hyperparameter_candidates(
 ) -> list[dict[str, Any]]:
     """The parameter overrides to try for one kernel (``[{}]`` when nothing is searched).
 
+    The values come from the kernel class's :meth:`~kernelzoo.kernels.base.Kernel.search_space`
+    (``Param.search``), or from ``grid`` (``{family: {name: values}}``) where given.
     Only parameters the kernel has and the spec did not fix are searched;
-    grid values of :data:`RELATIVE_TO_MEDIAN_DISTANCE` parameters are scaled
-    by the median pairwise distance of ``x_train``.
+    values of parameters with ``search_scale="median_distance"`` are multiples
+    of the median pairwise distance of ``x_train``.
     """
-    grid = HYPERPARAMETER_GRID if grid is None else grid
-    names = set(case.kernel.get_params()) if case.ok else set()
+    if not case.ok:
+        return [{}]
+    space = type(case.kernel).search_space()
+    values = (
+        {name: p.search for name, p in space.items()}
+        if grid is None
+        else dict(grid.get(case.family, {}))
+    )
+    names = set(case.kernel.get_params())
     family_grid = {
-        name: tuple(values)
-        for name, values in grid.get(case.family, {}).items()
-        if name in names and name not in case.fixed
+        name: tuple(v) for name, v in values.items() if name in names and name not in case.fixed
     }
-    if any(name in RELATIVE_TO_MEDIAN_DISTANCE for name in family_grid):
+    scaled = {name for name in family_grid
+              if name in space and space[name].search_scale == "median_distance"}
+    if scaled:
         scale = _median_distance(x_train)
         family_grid = {
-            name: tuple(v * scale for v in values)
-            if name in RELATIVE_TO_MEDIAN_DISTANCE
-            else values
-            for name, values in family_grid.items()
+            name: tuple(v * scale for v in vals) if name in scaled else vals
+            for name, vals in family_grid.items()
         }
     return list(iter_grid(family_grid))
 
@@ -149,7 +137,7 @@ def accuracy(
     with features: one-vs-all linear ridge on the features; Gram-only
     approximations: kernel ridge on their Gram. The ridge lambda (from
     ``lambdas``) and the kernel's own hyperparameters (the family's entry of
-    :data:`HYPERPARAMETER_GRID`, parameters fixed in the spec excepted) are
+    ``Param.search`` of each kernel class, parameters fixed in the spec excepted) are
     chosen by validation accuracy; only then are the test inputs and labels
     used, once per reported number. Approximations reuse the kernel
     hyperparameters chosen for the exact kernel at the same n_train when it
@@ -174,7 +162,7 @@ def accuracy(
         Once an approximation method has taken this long for a kernel, its
         remaining (larger) budgets get a "skipped" row instead of running.
     hyperparameters : dict, optional
-        Replaces :data:`HYPERPARAMETER_GRID`.
+        Replaces the kernels' own ``Param.search`` values.
     lambdas : sequence of float, optional
         Ridge values; default :func:`kernelzoo.classify.default_lambdas` (a grid
         that follows the scale of the Gram or features). The objective is

@@ -27,13 +27,19 @@ class Param:
 
     ``check(value, name)`` returns the normalised value or raises a
     ``ValueError``/``TypeError`` naming the parameter and what is allowed.
-    ``doc`` is shown by ``kernelzoo list``.
+    ``doc`` is shown by ``kernelzoo list``. ``search`` lists the values the
+    accuracy harness tries on a validation split when a spec leaves the
+    parameter free (empty: not searched); with ``search_scale="median_distance"``
+    they are multiples of the median pairwise distance of the training inputs
+    (so one grid suits 8x8 digits and 32x32 colour images).
     """
 
     name: str
     default: Any
     check: Callable[[Any, str], Any] | None = None
     doc: str = ""
+    search: tuple[Any, ...] = ()
+    search_scale: str | None = None
 
 
 def check_choice(*choices: Any) -> Callable[[Any, str], Any]:
@@ -126,6 +132,11 @@ class Kernel:
         self._check_params()
 
     # ------------------------------------------------------------------ params
+    @classmethod
+    def search_space(cls) -> dict[str, Param]:
+        """The parameters searched on a validation split (those with ``Param.search``)."""
+        return {p.name: p for p in cls.params if p.search}
+
     def _check_params(self) -> None:
         """Cross-parameter checks (override)."""
 

@@ -189,7 +189,8 @@ class CKN(Kernel):
     params = (
         Param("filter_size", 3, None, "patch size per layer (odd), scalar or list"),
         Param("subsampling", 2, None, "Gaussian pooling stride per layer (>= 1; 1 = none)"),
-        Param("sigma", 0.6, None, "bandwidth of kappa='exp' per layer (> 0)"),
+        Param("sigma", 0.6, None, "bandwidth of kappa='exp' per layer (> 0)",
+              search=(0.4, 0.6, 0.8)),
         Param("kappa", "exp", None, "dot-product function per layer: " + ", ".join(KAPPAS)),
         Param("n_layers", None, None, "number of layers (default: list length, or 2)"),
         Param("image_shape", None, None, "(C, H, W) for (n, C*H*W) input"),

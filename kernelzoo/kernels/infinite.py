@@ -108,7 +108,9 @@ INFINITE_PARAMS = (
     Param("depth", 2, check_int(minimum=1), "number of hidden layers, >= 1"),
     Param("activation", "relu", check_choice(*ACTIVATIONS), "relu, erf or abs"),
     Param("weight_std", 2**0.5, check_positive(), "W_std (parameterization 'ntk')"),
-    Param("bias_std", 0.0, _check_bias, "b_std; 0 or None: no bias"),
+    # relu networks are positively homogeneous: without a bias, weight_std only rescales
+    # the kernel (which the ridge lambda absorbs), so the search varies the bias against it
+    Param("bias_std", 0.0, _check_bias, "b_std; 0 or None: no bias", search=(0.0, 0.3, 1.0)),
     Param("filter_size", 3, check_int(minimum=1), "conv filter size (conv only)"),
     Param("padding", "same", check_choice(*PADDINGS), "same, valid or circular (conv only)"),
     Param("readout", "gap", check_choice(*READOUTS), "gap (global average pool) or flatten"),

@@ -40,7 +40,10 @@ class RBF(Kernel):
     """
 
     family = "rbf"
-    params = (Param("lengthscale", 1.0, check_positive(), "length scale, > 0"),)
+    params = (
+        Param("lengthscale", 1.0, check_positive(), "length scale, > 0",
+              search=(0.5, 1.0, 2.0), search_scale="median_distance"),
+    )
     approximations = ("rff", "orf", "nystrom")
 
     def _prepare(self, x: torch.Tensor, name: str) -> torch.Tensor:
