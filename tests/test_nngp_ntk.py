@@ -538,3 +538,25 @@ def test_compiled_path_matches_eager(monkeypatch, request):
     assert rel_err(compiled, eager) < 1e-12
     assert rel_err(cross, eager[:3, 1:]) < 1e-12
     assert not math.isnan(float(compiled.sum()))
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "architecture='fc', depth=3, bias_std=0.2",
+        "architecture='conv', depth=2",
+        "architecture='conv', readout='flatten', bias_std=0.3",
+        "architecture='conv', depth=2, pooling=[2, 1], readout='flatten'",
+    ],
+)
+def test_gram_nngp_ntk_equals_each_family(rest):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 1, 6, 6, generator=g, dtype=torch.float64)
+    y = torch.randn(3, 1, 6, 6, generator=g, dtype=torch.float64)
+    nngp, ntk = kz.kernel(f"nngp({rest})"), kz.kernel(f"ntk({rest})")
+    for kernel in (nngp, ntk):
+        for args in ((x,), (x, y)):
+            k, t = kernel.gram_nngp_ntk(*args)
+            torch.testing.assert_close(k, nngp.gram(*args), rtol=1e-13, atol=0)
+            torch.testing.assert_close(t, ntk.gram(*args), rtol=1e-13, atol=0)
+            assert not torch.equal(k, t)

@@ -47,12 +47,19 @@ their dual maps, the fc recursion, the conv diagonal and all-pairs paths, the
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from kernelzoo._validation import as_images, as_vectors, get_memory_budget
+from kernelzoo._validation import (
+    as_images,
+    as_vectors,
+    check_pair,
+    get_memory_budget,
+    parse_memory_budget,
+)
 from kernelzoo.kernels.base import Kernel, Param, check_choice, check_int, check_positive
 from kernelzoo.kernels.functional.architecture import (
     ACTIVATIONS,
@@ -68,6 +75,7 @@ from kernelzoo.kernels.functional.conv_pairs import (
     conv_variances,
 )
 from kernelzoo.kernels.functional.fc import fc_block, fc_diag
+from kernelzoo.ops.tiling import tiled_gram
 
 __all__ = ["INFINITE_PARAMS", "InfiniteWidthKernel"]
 
@@ -222,16 +230,54 @@ class InfiniteWidthKernel(Kernel):
         return t if self.tangent else k
 
     # ------------------------------------------------------------------ compute
-    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
-        net = self.net
+    def _pair_block(
+        self, x: torch.Tensor, y: torch.Tensor, same: bool, net: Net
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(K, T) of one tile on the fc or conv equal-positions path."""
         if not net.conv:
             vx = x.square().mean(1)
             vy = vx if same else y.square().mean(1)
-            return self._pick(*fc_block(x, y, vx, vy, net))
+            return fc_block(x, y, vx, vy, net)
         # conv, flatten readout without pooling: equal positions only
         vx = conv_variances(x, net, 0, self.family)
         vy = vx if same else conv_variances(y, net, 0, self.family)
-        return self._pick(*conv_diag_block(x, y, vx, vy, net))
+        return conv_diag_block(x, y, vx, vy, net)
+
+    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
+        return self._pick(*self._pair_block(x, y, same, self.net))
+
+    def gram_nngp_ntk(
+        self, X: Any, Y: Any = None, memory_budget: int | float | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The NNGP and the NTK of this architecture together, ``(K, Theta)``.
+
+        The NTK recursion carries the NNGP, so on the conv all-position-pairs
+        path (GAP readout or pooling, the expensive one) both come out of one
+        pass; the cheap paths (fc, flatten without pooling) evaluate each
+        tile for both. The result does not depend on which of the two families
+        ``self`` is.
+
+        Shape: X ``(n, ...)``, Y ``(m, ...)`` -> ``(n, m)`` twice.
+        """
+        budget = parse_memory_budget(memory_budget)
+        x = self.prepare(X, "X")
+        y = None
+        if Y is not None:
+            y = self.prepare(Y, "Y")
+            check_pair(x, y)
+            self._check_compatible(x, y)
+        net = dataclasses.replace(self.net, ntk=True)
+        if net.conv and net.full_spatial:
+            vx = conv_variances(x, net, budget, self.family)
+            vy = None if y is None else conv_variances(y, net, budget, self.family)
+            return conv_full_gram(x, y, vx, vy, net, budget, self.family)
+        return tuple(  # type: ignore[return-value]
+            tiled_gram(
+                lambda a, b, same, i=index: self._pair_block(a, b, same, net)[i],
+                x, y, budget, self._block_bytes,
+            )
+            for index in (0, 1)
+        )
 
     def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
         item = x.element_size()
