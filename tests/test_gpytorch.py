@@ -15,7 +15,7 @@ from gpytorch.test.base_kernel_test_case import BaseKernelTestCase
 from sklearn.datasets import load_digits
 
 import kernelzoo as kz
-from kernelzoo.integrations.gpytorch import ExactKernel, FeatureKernel, fingerprint
+from kernelzoo.integrations.gpytorch import ExactKernel, FeatureKernel, cache_key
 
 
 def family_missing(spec: str, method: str | None = None) -> str | None:
@@ -389,13 +389,14 @@ def test_fixed_feature_map_is_cached_and_cache_can_be_disabled():
     assert off.n_evaluations == 3
 
 
-def test_fingerprint_is_by_content():
+def test_cache_key_is_by_content():
     x = torch.randn(4, 3)
-    assert fingerprint(x) == fingerprint(x.clone())
-    assert fingerprint(x) != fingerprint(x.double())
+    assert cache_key(x) == cache_key(x.clone())
+    assert cache_key(x) != cache_key(x.double())
+    assert cache_key(x) != cache_key(x.reshape(3, 4))
     y = x.clone()
     y[0, 0] += 1
-    assert fingerprint(x) != fingerprint(y)
+    assert cache_key(x) != cache_key(y)
 
 
 def test_pickled_kernel_keeps_working():

@@ -19,7 +19,9 @@ to the sphere after every step.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,7 +32,7 @@ from torch import nn
 from kernelzoo.approx.base import Approximation, check_budget, generator
 from kernelzoo.kernels.functional.ckn_ops import kappa_fn, pooling_matrix
 from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
-from kernelzoo.ops.linalg import inv_sqrt_psd
+from kernelzoo.ops.linalg import default_rel_clip, inv_sqrt_psd
 
 __all__ = ["CKNLayer", "CKNNetwork", "LayerwiseCKN", "SupervisedCKN", "spherical_kmeans"]
 
@@ -78,6 +80,21 @@ class CKNLayer(nn.Module):
         with torch.no_grad():
             self.weight.copy_(safe_div(self.weight, self.weight.norm(dim=1, keepdim=True)))
 
+    @contextlib.contextmanager
+    def using_sigma(self, sigma: float | torch.Tensor) -> Iterator[CKNLayer]:
+        """Evaluate the layer with another ``sigma`` inside the block (a float or a
+        differentiable scalar tensor, e.g. a trained gpytorch parameter).
+
+        The cached normalisation is dropped on entry and on exit, and the float
+        sigma is restored, so that the module still deep-copies and pickles.
+        """
+        fixed = self.sigma
+        self.sigma, self._cache = sigma, {}
+        try:
+            yield self
+        finally:
+            self.sigma, self._cache = fixed, {}
+
     def normalization(self) -> torch.Tensor:
         """``(kappa(Z Z^T) + eps I)^{-1/2}``, ``(p, p)``; cached while the anchors do not change."""
         z = self.weight
@@ -90,7 +107,7 @@ class CKNLayer(nn.Module):
         gram = kappa_fn(z @ z.T, self.kappa, self.sigma)
         rel_clip = self.rel_clip
         if rel_clip is None:
-            rel_clip = 1e-6 if z.dtype == torch.float32 else 1e-12
+            rel_clip = default_rel_clip(z.dtype)
         out = inv_sqrt_psd(gram, eps=self.eps, rel_clip=rel_clip)
         if not track:
             self._cache = {key: out}
@@ -236,6 +253,7 @@ class LayerwiseCKN(Approximation):
     """
 
     method = "layerwise"
+    trains_features = True  # :meth:`network`: anchors as parameters (gpytorch trains them)
     options: ClassVar[dict[str, Any]] = {
         "n_patches": 100000, "kmeans_iters": 20, "eps": 0.0, "rel_clip": None, "batch_size": 256,
     }
@@ -411,6 +429,8 @@ class SupervisedCKN(LayerwiseCKN):
     """
 
     method = "supervised"
+    requires_labels = True
+    trains_features = False  # trained for classification already: fixed features downstream
     options: ClassVar[dict[str, Any]] = {
         **LayerwiseCKN.options, "batch_size": 128, "epochs": 10, "lr": 0.01, "momentum": 0.9,
         "lr_final": 0.1, "val_fraction": 0.2, "classifier": "ridge", "min_lambda": 1e-4,
