@@ -35,6 +35,7 @@ __all__ = [
 FAMILIES: dict[str, str] = {
     "arccos": "kernelzoo.kernels.arccos:ArcCosine",
     "ckn": "kernelzoo.kernels.ckn:CKN",
+    "matern": "kernelzoo.kernels.matern:Matern",
     "nngp": "kernelzoo.kernels.nngp:NNGP",
     "ntk": "kernelzoo.kernels.ntk:NTK",
     "rbf": "kernelzoo.kernels.rbf:RBF",
