@@ -25,6 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kernelzoo._version import __version__
+from kernelzoo._tidy import budget_column
+
 __all__ = [
     "COLUMNS",
     "KernelCase",
@@ -216,20 +219,10 @@ def to_frame(
     # budgets are ints for most methods and per-layer lists for some: keep them as objects
     for col in ("n", "seed", "n_features"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    frame["budget"] = _budget_column(frame["budget"])
+    frame["budget"] = budget_column(frame["budget"])
     frame["error"] = frame["error"].fillna("")
     frame.attrs["metadata"] = metadata if metadata is not None else run_metadata()
     return frame
-
-
-def _budget_column(budget: pd.Series) -> pd.Series:
-    """Integers as nullable ints; per-layer lists (strings) keep the column as objects."""
-    numeric = pd.to_numeric(budget, errors="coerce")
-    if numeric.notna().sum() == budget.notna().sum():
-        if ((numeric.dropna() % 1) == 0).all():
-            return numeric.astype("Int64")
-        return numeric
-    return budget.astype(object)
 
 
 # ---------------------------------------------------------------------------- metadata
@@ -274,10 +267,8 @@ def device_name(device: Any = "cpu") -> str:
 
 def run_metadata(device: Any = "cpu", **more: Any) -> dict[str, Any]:
     """Versions, git commit and machine of this run (goes in ``df.attrs["metadata"]``)."""
-    import kernelzoo
-
     return {
-        "kernelzoo": kernelzoo.__version__,
+        "kernelzoo": __version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,

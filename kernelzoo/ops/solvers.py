@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from kernelzoo._validation import parse_memory_budget
+from kernelzoo.store import check_complete, open_store
 
 __all__ = [
     "GramPanels",
@@ -76,8 +77,6 @@ class GramPanels:
         self.dtype = dtype
         self.device = torch.device(device)
         if isinstance(source, (str, os.PathLike)):
-            from kernelzoo.integrations.store import check_complete, open_store
-
             check_complete(source)
             source = open_store(source)
         if not hasattr(source, "shape") or len(source.shape) != 2:
