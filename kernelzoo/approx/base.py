@@ -265,9 +265,11 @@ def load(path: str | os.PathLike) -> Approximation:
         raise ValueError(f"{path}: not a kernelzoo approximation file ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != "kernelzoo-approximation/1":
         raise ValueError(f"{path}: not a kernelzoo approximation file")
-    if not payload["class"].startswith("kernelzoo."):
-        raise ValueError(f"{path}: refusing to load class {payload['class']!r}")
-    cls = registry.resolve(payload["class"])
+    # only the registered approximation classes: a file names one, it does not pick code
+    methods = {target: method for method, target in registry.METHODS.items()}
+    if payload.get("class") not in methods:
+        raise ValueError(f"{path}: refusing to load class {payload.get('class')!r}")
+    cls = registry.resolve(registry.METHODS[methods[payload["class"]]])
     obj = cls(
         registry.kernel(payload["kernel"]),
         budget=payload["budget"],
