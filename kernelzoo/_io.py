@@ -12,56 +12,68 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_write", "fingerprint", "host_array", "sha256_of"]
+__all__ = ["atomic_files", "atomic_write", "fingerprint", "host_array", "sha256_of"]
+
+
+@contextlib.contextmanager
+def atomic_files(
+    paths: Sequence[str | os.PathLike], *, suffix: str = ".tmp", sync_dir: bool = False
+) -> Iterator[list[Path]]:
+    """Temporary files next to ``paths``; on success each replaces its path, in order.
+
+    The body writes the temporary files (``[Path, ...]``, one per path, named
+    ``.<name>.<random><suffix>`` in the destination's folder, created if
+    needed); they are fsynced and renamed only once the body has finished
+    without raising, so a failure (or a validation that raises) leaves every
+    destination untouched and no temporary file behind.
+
+    ``sync_dir`` also fsyncs the folders after the renames, so that the
+    renames themselves survive a crash (for files that record progress).
+    """
+    temps: list[Path] = []
+    try:
+        for path in paths:
+            final = Path(path)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=suffix)
+            os.close(fd)
+            temps.append(Path(name))
+        yield temps
+        for temp in temps:
+            with open(temp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        for temp, path in zip(temps, paths):
+            os.replace(temp, path)
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+    if sync_dir:
+        for directory in {os.path.dirname(os.path.abspath(p)) for p in paths}:
+            _fsync_dir(directory)
 
 
 @contextlib.contextmanager
 def atomic_write(
-    path: str | os.PathLike, mode: str = "wb", *, prefix: str = ".", suffix: str = ".tmp",
-    sync_dir: bool = False, encoding: str | None = None,
+    path: str | os.PathLike, mode: str = "wb", *, sync_dir: bool = False,
+    encoding: str | None = None,
 ) -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; on success it replaces ``path`` atomically.
+    """An open temporary file next to ``path``; on success it replaces ``path`` atomically.
 
-    Parameters
-    ----------
-    path : path
-        The destination; its folder is created if needed.
-    mode : {"wb", "w"}
-        Binary or text.
-    prefix, suffix : str
-        Of the temporary file's name (hidden by default).
-    sync_dir : bool
-        Also fsync the folder after the rename, so that the rename itself
-        survives a crash (for files that record progress, such as a manifest).
-    encoding : str, optional
-        For text mode.
-
-    The file is flushed and fsynced before the rename; if the body raises,
-    the temporary file is removed and ``path`` is untouched.
+    ``mode`` is ``"wb"`` or ``"w"`` (text, with ``encoding``); see
+    :func:`atomic_files` for the guarantees and ``sync_dir``.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
-    try:
-        with os.fdopen(fd, mode, encoding=encoding) as fh:
+    with atomic_files([path], sync_dir=sync_dir) as (temp,):
+        with open(temp, mode, encoding=encoding) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    if sync_dir:
-        _fsync_dir(directory)
 
 
 def _fsync_dir(directory: str) -> None:

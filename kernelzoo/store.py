@@ -130,7 +130,7 @@ def write_manifest(store: str | os.PathLike, manifest: dict[str, Any]) -> None:
     manifest = dict(manifest)
     manifest["updated"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     target = os.path.join(directory, MANIFEST_NAME)
-    with atomic_write(target, "w", prefix=".manifest-", sync_dir=True, encoding="utf-8") as fh:
+    with atomic_write(target, "w", sync_dir=True, encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=1, sort_keys=True)
 
 

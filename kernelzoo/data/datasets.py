@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kernelzoo._validation import check_int
 from kernelzoo.data import cifar
 from kernelzoo.data.idx import IDX_ROLES, check_idx_pair, find_idx_files, idx_file_name, read_idx
 
@@ -165,8 +166,8 @@ def dataset_dir(name: str, root: str | Path | None = None) -> Path:
 
 
 def _check_n(n: Any) -> None:
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-        raise ValueError(f"n must be a positive int or None, got {n!r}")
+    if n is not None:
+        check_int(n, "n", positive=True)
 
 
 def load_dataset(
@@ -357,9 +358,7 @@ def _balanced_labels(n: int, n_classes: int, rng: np.random.Generator) -> np.nda
 
 
 def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+    return check_int(value, name, positive=True)
 
 
 def make_images(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["neg_half_sq_distances", "refine_near_duplicates"]
+__all__ = ["identical_rows", "neg_half_sq_distances", "refine_near_duplicates"]
 
 
 def refine_near_duplicates(
@@ -70,3 +70,40 @@ def neg_half_sq_distances(
     if same:
         v.fill_diagonal_(0.0)
     return v
+
+
+def identical_rows(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(i, j)`` with ``x[i]`` equal to ``y[j]``, entry for entry.
+
+    Kernels whose evaluation of a pair of distinct but identical inputs is not
+    exact (the CKN's position Grams) give those pairs exactly ``k(x, x)``.
+
+    Candidates come from two cheap fingerprints (compared with a tolerance, so
+    that rounding differences between rows cannot hide a match), then are
+    checked exactly; O(n m) numbers in chunks of rows, next to O(n m) image pairs.
+
+    Shape: ``x (n, ...)``, ``y (m, ...)`` -> two index tensors ``(k,)``.
+    """
+    fx, fy = x.flatten(1), y.flatten(1)
+    weights = torch.linspace(1.0, 2.0, fx.shape[1], dtype=x.dtype, device=x.device)
+    prints_x = torch.stack([fx.sum(1), (fx * weights).sum(1)], 1)
+    prints_y = torch.stack([fy.sum(1), (fy * weights).sum(1)], 1)
+    abs_x, abs_y = fx.abs().sum(1), fy.abs().sum(1)
+    eps, tiny = torch.finfo(x.dtype).eps, torch.finfo(x.dtype).tiny
+    rows, cols = [], []
+    chunk = max(1, (1 << 22) // max(1, fy.shape[0]))
+    for r0 in range(0, fx.shape[0], chunk):
+        diff = (prints_x[r0:r0 + chunk, None] - prints_y[None, :]).abs()
+        tol = 128 * eps * (abs_x[r0:r0 + chunk, None] + abs_y[None, :]) + tiny
+        ci, cj = (diff <= tol[:, :, None]).all(2).nonzero(as_tuple=True)
+        rows.append(ci + r0)
+        cols.append(cj)
+    ci, cj = torch.cat(rows), torch.cat(cols)
+    keep = []
+    step = max(1, (1 << 24) // max(1, fx.shape[1]))
+    for s in range(0, ci.numel(), step):
+        keep.append((fx[ci[s:s + step]] == fy[cj[s:s + step]]).all(1))
+    if not keep:
+        return ci, cj
+    mask = torch.cat(keep)
+    return ci[mask], cj[mask]
