@@ -40,7 +40,7 @@ def _load_array(path: str, name: str) -> np.ndarray:
         raise CLIError(f"{name}: file not found: {path}")
     try:
         arr = np.load(path, allow_pickle=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one error naming it
         raise CLIError(f"{name}: cannot read {path} as a .npy array ({exc})") from None
     if isinstance(arr, np.lib.npyio.NpzFile):
         raise CLIError(f"{name}: {path} is an .npz archive; give a .npy array")

@@ -16,9 +16,7 @@ from kernelzoo.kernels.functional.ckn_ops import pooling_matrix
 from kernelzoo.ops.linalg import inv_sqrt_psd
 from tests.kernel_mixin import KernelTestMixin, rel_err
 
-ORACLE = Path(__file__).resolve().parents[2] / "shared" / "oracle"
-if not ORACLE.exists():  # the shared folder beside the checkout
-    ORACLE = Path("/work/shared/oracle")
+ORACLE = Path(__file__).resolve().parent / "data"  # copies of the shared oracle files
 
 
 def _images(n, c, h, w, seed=0, dtype=torch.float64):

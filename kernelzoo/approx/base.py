@@ -261,7 +261,7 @@ def load(path: str | os.PathLike) -> Approximation:
         payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one error naming it
         raise ValueError(f"{path}: not a kernelzoo approximation file ({exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != "kernelzoo-approximation/1":
         raise ValueError(f"{path}: not a kernelzoo approximation file")

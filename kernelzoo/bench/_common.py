@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -403,10 +402,6 @@ def parse_dtype(dtype: Any) -> torch.dtype:
     return names[dtype]
 
 
-def seconds_left(deadline: float | None) -> float:
-    return float("inf") if deadline is None else deadline - time.perf_counter()
-
-
 # ---------------------------------------------------------------------------- progress
 class Progress:
     """A thin wrapper over an optional tqdm bar: ``step(label)`` advances it."""
@@ -426,24 +421,6 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------- small helpers
-_SLUG = re.compile(r"[^A-Za-z0-9]+")
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of a label."""
-    return _SLUG.sub("-", text).strip("-").lower() or "x"
-
-
-def geometric_budgets(low: int, high: int, factor: int = 2) -> list[int]:
-    """``low, low*factor, ...`` up to ``high`` (inclusive where it lands)."""
-    if low < 1 or high < low or factor < 2:
-        raise ValueError(f"need 1 <= low <= high and factor >= 2, got {low}, {high}, {factor}")
-    out = [low]
-    while out[-1] * factor <= high:
-        out.append(out[-1] * factor)
-    return out
-
-
 def iter_grid(grid: dict[str, Sequence[Any]]) -> Iterator[dict[str, Any]]:
     """Every combination of a ``{name: values}`` grid (one empty dict for an empty grid)."""
     import itertools
