@@ -185,6 +185,12 @@ def gram_to_store(
 ) -> StoreResult:
     """Compute the Gram ``K[i, j] = k(x[i], y[j])`` as Dask tasks into a resumable zarr store.
 
+    Twelve parameters, on purpose: the inputs and the store, then the options
+    of ``kernelzoo gram --store`` one for one (tile, scheduler, budget,
+    progress, workers, device, verify, timeout), all defaulted; inside, they
+    travel as a checked request, a :class:`~kernelzoo.integrations.dask.layout.Layout`
+    and a cluster description.
+
     Parameters
     ----------
     kernel : Kernel or fitted Approximation
@@ -250,6 +256,9 @@ def features_to_store(
     timeout: float | None = None,
 ) -> StoreResult:
     """The feature matrix ``approximation.features(x)`` as row tiles into a resumable store.
+
+    Its parameters are :func:`gram_to_store`'s (there, why that many) without ``y``
+    and ``memory_budget``.
 
     Same store, manifest and resume rules as :func:`gram_to_store`; tiles are
     ``(tile, n_features)`` row blocks; the manifest records the fitted state's
