@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from kernelzoo import registry
 from kernelzoo._validation import check_image_shape
+from kernelzoo.approx.nystrom import Nystrom
 from kernelzoo.kernels.base import Kernel
 
 try:  # scikit-learn >= 1.6
@@ -173,8 +174,8 @@ class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         )
         kernel = self._make_kernel()
         budget = self.budget
-        nystrom = self.method == "nystrom" and isinstance(budget, numbers.Integral)
-        if nystrom and budget > X.shape[0]:
+        landmarks = issubclass(kernel.approximation_class(self.method), Nystrom)
+        if landmarks and isinstance(budget, numbers.Integral) and budget > X.shape[0]:
             warnings.warn(
                 f"budget={budget} landmarks > n_samples={X.shape[0]}; using "
                 f"{X.shape[0]} landmarks",
