@@ -226,8 +226,9 @@ class KernelTestMixin:
 
 
 class _counting_blocks:
-    """Count the tiles an exact kernel (``_block``) or an approximation (``_gram_block``)
-    evaluates through the generic tiling (kernels with their own blocking count 0)."""
+    """Count the tiles an exact kernel evaluates through the generic tiling (``_block``;
+    kernels with their own blocking count 0), or the feature maps (``_features``) or
+    tiles (``_gram_block``, Gram-only) an approximation evaluates."""
 
     def __init__(self, obj) -> None:
         self.obj = obj
@@ -237,7 +238,12 @@ class _counting_blocks:
         from kernelzoo.approx.base import Approximation
 
         obj = self.obj
-        self.name = "_gram_block" if isinstance(obj, Approximation) else "_block"
+        if not isinstance(obj, Approximation):
+            self.name = "_block"
+        elif obj.has_features and not obj.gram_only:
+            self.name = "_features"
+        else:
+            self.name = "_gram_block"
         original = getattr(obj, self.name)
 
         def counted(*args, **kwargs):

@@ -101,14 +101,17 @@ class Approximation:
         fy = fx if y is None else self._features(y)
         return fx @ fy.T
 
-    def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
-        """Working memory of one tile: the tile and twice the features of its rows and columns.
+    def _row_bytes(self, x: torch.Tensor) -> int:
+        """Working memory of one input row's features: twice ``n_features`` numbers.
 
         Gram-only approximations hold per-row data of the same width
         (``n_features``), e.g. the empirical NTK's Jacobian rows.
         """
-        width = int(getattr(self, "n_features_", 1))
-        return x.element_size() * (n_rows * n_cols + 2 * (n_rows + n_cols) * width)
+        return 2 * x.element_size() * int(getattr(self, "n_features_", 1))
+
+    def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
+        """Working memory of one tile: the tile and the features of its rows and columns."""
+        return x.element_size() * n_rows * n_cols + (n_rows + n_cols) * self._row_bytes(x)
 
     # ------------------------------------------------------------------ public
     def __repr__(self) -> str:
@@ -192,10 +195,11 @@ class Approximation:
     ) -> torch.Tensor:
         """The approximate Gram: ``features(X) @ features(Y).T`` where features exist.
 
-        Evaluated in tiles whose working memory (the tile and the features of
-        its rows and columns) stays under ``memory_budget`` (bytes or ``"2GB"``;
-        default :func:`kernelzoo.set_memory_budget`); a small budget recomputes
-        features per tile rather than holding them all.
+        Working memory beyond the output stays under ``memory_budget`` (bytes
+        or ``"2GB"``; default :func:`kernelzoo.set_memory_budget`): when the
+        features of X and Y fit, they are computed once and their product is
+        tiled; otherwise (and for ``gram_only`` approximations) every tile
+        computes the features, or per-row data, of its own rows and columns.
 
         Shape: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``.
         """
@@ -205,9 +209,18 @@ class Approximation:
         if Y is not None:
             y = self.prepare(Y, "Y")
             check_pair(x, y)
+        desc = f"{self.method} gram"
+        rows = x.shape[0] + (0 if y is None else y.shape[0])
+        held = self._row_bytes(x) * rows  # the features of every row and column at once
+        if self.has_features and not self.gram_only and held < budget:
+            fx = self._features(x)
+            fy = None if y is None else self._features(y)
+            item = fx.element_size()
+            return tiled_gram(lambda a, b, same: a @ b.T, fx, fy, budget - held,
+                              lambda r, c, _: item * r * c, desc=desc)
         return tiled_gram(
             lambda a, b, same: self._gram_block(a, None if same else b),
-            x, y, budget, self._block_bytes, desc=f"{self.method} gram",
+            x, y, budget, self._block_bytes, desc=desc,
         )
 
     def diag(self, X: Any) -> torch.Tensor:
