@@ -30,6 +30,7 @@ from kernelzoo.bench._common import (
     to_frame,
 )
 from kernelzoo.classify import fit_kernel_ridge_classifier, fit_ridge_classifier
+from kernelzoo.ops.distances import median_pairwise_distance
 
 __all__ = [
     "accuracy",
@@ -43,13 +44,6 @@ _HARNESS = "accuracy"
 def _failure(case, method: str, message: str, **fields: Any) -> dict[str, Any]:
     """A failed or skipped test-accuracy measurement (no hyperparameters chosen)."""
     return error_row(_HARNESS, case, method, "test_accuracy", message, params="", **fields)
-
-
-def _median_distance(x: torch.Tensor, max_points: int = 512) -> float:
-    flat = x[:max_points].reshape(min(len(x), max_points), -1).to(torch.float64)
-    distances = torch.cdist(flat, flat)
-    upper = distances[torch.triu(torch.ones_like(distances, dtype=torch.bool), diagonal=1)]
-    return float(upper.median()) if upper.numel() else 1.0
 
 
 def hyperparameter_candidates(
@@ -80,7 +74,7 @@ def hyperparameter_candidates(
     scaled = {name for name in family_grid
               if name in space and space[name].search_scale == "median_distance"}
     if scaled:
-        scale = _median_distance(x_train)
+        scale = median_pairwise_distance(x_train)
         family_grid = {
             name: tuple(v * scale for v in vals) if name in scaled else vals
             for name, vals in family_grid.items()

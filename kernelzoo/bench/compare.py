@@ -329,7 +329,7 @@ def compare(
     kernel at the hyperparameters it chose on the validation split (rows keep
     the requested spec; ``metadata["kernels"]`` gives the kernel used).
     """
-    import kernelzoo as kz
+    from kernelzoo import registry as kz
 
     dtype = parse_dtype(dtype)
     if str(device).startswith("cuda") and not torch.cuda.is_available():
