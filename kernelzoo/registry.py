@@ -109,7 +109,8 @@ def _literal(node: ast.AST, spec: str) -> Any:
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"family(key=value, ...)"`` -> ``(family, params)``, parsed with ``ast`` (never eval).
 
-    A bare ``"family"`` has no parameters.
+    A bare ``"family"`` has no parameters; a parameter given twice is an error
+    naming it.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"kernel spec must be a non-empty string, got {spec!r}")
@@ -132,6 +133,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     for kw in tree.keywords:
         if kw.arg is None:
             raise ValueError(f"kernel spec {spec!r}: **kwargs are not allowed")
+        if kw.arg in params:
+            raise ValueError(f"kernel spec {spec!r}: parameter {kw.arg!r} is given twice")
         params[kw.arg] = _literal(kw.value, spec)
     return tree.func.id, params
 

@@ -189,7 +189,7 @@ def test_3_ckn_layer_checks_its_options():
     from kernelzoo.approx.ckn import CKNLayer
 
     with pytest.raises(ValueError, match="eps"):
-        CKNLayer(1, 4, 3, 1, 0.6, eps=float("nan"))
+        CKNLayer(torch.randn(4, 9), 3, 1, "exp", 0.6, eps=float("nan"))
 
 
 # ---------------------------------------------------------------------- 6. float32 overflow

@@ -21,7 +21,7 @@ import torch
 
 from kernelzoo import registry
 from kernelzoo._io import atomic_write
-from kernelzoo._validation import check_int, check_pair, parse_memory_budget
+from kernelzoo._validation import check_int, check_pair, check_seed, parse_memory_budget
 from kernelzoo.ops.tiling import tiled_gram
 
 __all__ = ["Approximation", "load", "generator", "check_budget"]
@@ -76,7 +76,7 @@ class Approximation:
                 f"{', '.join(self.options) or '(none)'}"
             )
         self.kernel = kernel
-        self.seed = check_int(seed, "seed")
+        self.seed = check_seed(seed, "seed")
         self.budget = self._check_budget(budget)
         self.opts = {**self.options, **options}
         self._check_options()

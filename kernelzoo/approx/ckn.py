@@ -33,7 +33,7 @@ from kernelzoo.approx.base import Approximation, check_budget, generator
 from kernelzoo.approx.kmeans import spherical_kmeans
 from kernelzoo.kernels.functional.ckn_ops import kappa_fn, pooling_matrix
 from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
-from kernelzoo.ops.linalg import default_rel_clip, inv_sqrt_psd
+from kernelzoo.ops.linalg import check_eigen_options, default_rel_clip, inv_sqrt_psd
 
 __all__ = ["CKNLayer", "CKNNetwork", "LayerwiseCKN", "SupervisedCKN", "spherical_kmeans"]
 
@@ -68,7 +68,7 @@ class CKNLayer(nn.Module):
         self.in_channels = dim // (filter_size * filter_size)
         self.filter_size, self.subsampling = int(filter_size), int(subsampling)
         self.kappa, self.sigma = kappa, float(sigma)
-        self.eps, self.rel_clip = float(eps), rel_clip
+        self.eps, self.rel_clip = check_eigen_options(eps, rel_clip)
         self.weight = nn.Parameter(safe_div(anchors, anchors.norm(dim=1, keepdim=True)))
         self._cache: dict[tuple, torch.Tensor] = {}
 
@@ -229,9 +229,9 @@ class LayerwiseCKN(Approximation):
     def _check_options(self) -> None:
         for name in ("n_patches", "kmeans_iters", "batch_size"):
             check_budget(self.opts[name], name)
-        eps = self.opts["eps"]
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        self.opts["eps"], self.opts["rel_clip"] = check_eigen_options(
+            self.opts["eps"], self.opts["rel_clip"]
+        )
 
     def _anchors_per_layer(self) -> list[int]:
         b = self.budget

@@ -65,12 +65,16 @@ class Param:
 
 
 def check_choice(*choices: Any) -> Callable[[Any, str], Any]:
+    """A ``Param`` check: one of ``choices`` (which it exposes as ``check.choices``, so that
+    tests and tools can enumerate a parameter's values, e.g. the fuzz suite)."""
+
     def check(value: Any, name: str) -> Any:
-        if value not in choices:
+        if isinstance(value, (list, dict)) or value not in choices:
             allowed = ", ".join(repr(c) for c in choices)
             raise ValueError(f"{name}={value!r} is not allowed; expected one of {allowed}")
         return value
 
+    check.choices = tuple(choices)  # type: ignore[attr-defined]
     return check
 
 
@@ -98,6 +102,36 @@ def check_int(
         return _check_int(value, name, minimum=minimum, choices=choices, odd=odd)
 
     return check
+
+
+def _plain(value: Any) -> Any:
+    """Python values for numpy/torch ones: arrays and tensors as (nested) lists, numpy
+    scalars as Python scalars, tuples as lists, so that a parameter always has a spec."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_literal(value: Any, name: str) -> None:
+    """A checked parameter value must be a spec literal (so that ``kz.kernel(k.spec) == k``)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        return
+    if isinstance(value, (list, tuple)):
+        for entry in value:
+            _check_literal(entry, name)
+        return
+    raise TypeError(
+        f"{name}={value!r} cannot be written in a spec string; give a number, a string, "
+        f"None, True/False or a list of those"
+    )
 
 
 def _literal(value: Any) -> str:
@@ -157,9 +191,10 @@ class Kernel:
             )
         values: dict[str, Any] = {}
         for p in self.params:
-            value = kwargs.get(p.name, p.default)
+            value = _plain(kwargs.get(p.name, p.default))
             if p.check is not None:
                 value = p.check(value, p.name)
+            _check_literal(value, p.name)
             values[p.name] = value
         self._params = values
         self._check_params()

@@ -94,6 +94,8 @@ def _per_layer(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
             return [check(v, name) for v in value]
         return check(value, name)
 
+    if hasattr(check, "choices"):  # a per-layer choice exposes its values, as check_choice
+        per_layer.choices = check.choices  # type: ignore[attr-defined]
     return per_layer
 
 
