@@ -24,6 +24,7 @@ __all__ = [
     "format_bytes",
     "as_tensor",
     "check_pair",
+    "check_finite_result",
     "parse_memory_budget",
     "get_memory_budget",
     "set_memory_budget",
@@ -259,6 +260,32 @@ def check_pair(x: torch.Tensor, y: torch.Tensor, x_name: str = "X", y_name: str 
             f"{x_name} and {y_name} are on different devices ({x.device} and {y.device}); "
             f"move one of them"
         )
+
+
+def check_finite_result(
+    out: torch.Tensor, what: str, inputs: dict[str, torch.Tensor | None]
+) -> torch.Tensor:
+    """``out``, or an ``OverflowError`` when it has NaN or Inf entries (never returned silently).
+
+    Inputs are finite (:func:`as_tensor`), so a non-finite result means the
+    values (or an intermediate that no scaling removes) exceed the output
+    dtype's range at this input scale. The message names ``what`` (e.g.
+    ``"arccos gram"``), the inputs, their largest entry and the dtype's limit.
+
+    Shape: any.
+    """
+    if bool(torch.isfinite(out.detach()).all()):
+        return out
+    given = {name: t for name, t in inputs.items() if t is not None}
+    names = " and ".join(given) or "the input"
+    peak = max((float(t.detach().abs().max()) for t in given.values()), default=float("nan"))
+    dtype = str(out.dtype).replace("torch.", "")
+    raise OverflowError(
+        f"{what}: the result for {names} (entries up to {peak:.3g}) has NaN or Inf values: "
+        f"at this input scale it does not fit {dtype} (largest {torch.finfo(out.dtype).max:.3g}); "
+        f"rescale {names}"
+        + (", or use float64 input" if out.dtype != torch.float64 else "")
+    )
 
 
 def as_vectors(x: torch.Tensor, name: str = "X") -> torch.Tensor:

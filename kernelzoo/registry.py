@@ -22,6 +22,7 @@ __all__ = [
     "FAMILIES",
     "METHODS",
     "INTEGRATIONS",
+    "PREVIOUS_CLASSES",
     "kernel",
     "available",
     "kernel_class",
@@ -51,6 +52,20 @@ METHODS: dict[str, str] = {
     "empirical": "kernelzoo.approx.finite_width:EmpiricalNTK",
     "layerwise": "kernelzoo.approx.ckn:LayerwiseCKN",
     "supervised": "kernelzoo.approx.ckn:SupervisedCKN",
+}
+
+#: saved approximations of format "kernelzoo-approximation/1" name their class as
+#: "module:Class" as it was then; this frozen table maps those names to methods, so
+#: that moving code breaks neither today's files (which name the method) nor those
+PREVIOUS_CLASSES: dict[str, str] = {
+    "kernelzoo.approx.nystrom:Nystrom": "nystrom",
+    "kernelzoo.approx.random_features:RandomFourierFeatures": "rff",
+    "kernelzoo.approx.random_features:OrthogonalRandomFeatures": "orf",
+    "kernelzoo.approx.random_features:ArcCosineFeatures": "random-features",
+    "kernelzoo.approx.finite_width:MonteCarloNNGP": "monte-carlo",
+    "kernelzoo.approx.finite_width:EmpiricalNTK": "empirical",
+    "kernelzoo.approx.ckn:LayerwiseCKN": "layerwise",
+    "kernelzoo.approx.ckn:SupervisedCKN": "supervised",
 }
 
 #: bridge -> "module:function" (``k.to_gpytorch()`` and ``a.to_gpytorch()`` resolve it here)

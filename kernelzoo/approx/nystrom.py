@@ -96,6 +96,12 @@ class Nystrom(Approximation):
         ).cpu()
         self.n_features_ = z.shape[0]
 
+    def _state_shapes(self, state: dict[str, Any]) -> dict[str, Any]:
+        lm = self.opts["landmarks"]
+        m = self.budget if isinstance(lm, str) else len(lm)
+        shape = tuple(state["input_shape_"])
+        return {"landmarks_": (m, *shape), "normalization_": (m, m), "n_features_": m}
+
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         fitted = self.fitted_on(x, z=self.landmarks_, w=self.normalization_)
         return self.kernel.gram(x, fitted["z"]) @ fitted["w"]

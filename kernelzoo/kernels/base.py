@@ -21,7 +21,12 @@ import numpy as np
 import torch
 
 from kernelzoo import registry
-from kernelzoo._validation import as_tensor, check_pair, parse_memory_budget
+from kernelzoo._validation import (
+    as_tensor,
+    check_finite_result,
+    check_pair,
+    parse_memory_budget,
+)
 from kernelzoo._validation import check_int as _check_int
 from kernelzoo.ops.tiling import tiled_gram
 
@@ -358,14 +363,21 @@ class Kernel:
         Returns
         -------
         torch.Tensor, ``(n, m)``
+            Finite: where the values do not fit the dtype (docs/INPUTS.md), an
+            ``OverflowError`` naming the inputs and the limit is raised instead.
         """
         budget = parse_memory_budget(memory_budget)
         x, y = self.prepare_pair(X, Y)
-        return self._evaluate(x, y, budget)
+        return check_finite_result(self._evaluate(x, y, budget), f"{self.family} gram",
+                                   {"X": x, "Y": y})
 
     def diag(self, X: Any) -> torch.Tensor:
-        """``k(X[i], X[i])`` for every row. Shape: ``(n, ...)`` -> ``(n,)``."""
-        return self._diag(self.prepare(X, "X"))
+        """``k(X[i], X[i])`` for every row (finite, or an ``OverflowError``).
+
+        Shape: ``(n, ...)`` -> ``(n,)``.
+        """
+        x = self.prepare(X, "X")
+        return check_finite_result(self._diag(x), f"{self.family} diag", {"X": x})
 
     __call__ = gram
 
