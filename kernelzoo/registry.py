@@ -30,6 +30,7 @@ __all__ = [
     "integration",
     "parse_spec",
     "resolve",
+    "same_kernel",
 ]
 
 #: family -> "module:Class"
@@ -166,3 +167,18 @@ def kernel(name_or_spec: str, **params: Any):
     cls = kernel_class(family)
     spec_params.update(params)
     return cls(**spec_params)
+
+
+def same_kernel(a: str, b: str) -> bool:
+    """Whether two spec strings name the same kernel: parsed, with defaults filled in.
+
+    ``"rbf()"`` and ``"rbf(lengthscale=1.0)"`` are the same kernel, and so is a
+    spec written before a parameter with a default existed; a spec that no
+    longer parses or validates names no kernel of today (False).
+    """
+    if a == b:
+        return True
+    try:
+        return kernel(a) == kernel(b)
+    except (TypeError, ValueError):
+        return False
