@@ -101,11 +101,14 @@ def check_positive(allow_zero: bool = False, allow_none: bool = False) -> Callab
 def check_int(
     minimum: int | None = None, choices: Sequence[int] | None = None, odd: bool = False
 ) -> Callable[[Any, str], int]:
-    """A ``Param`` check for integers (:func:`kernelzoo._validation.check_int`)."""
+    """A ``Param`` check for integers (:func:`kernelzoo._validation.check_int`); with
+    ``choices`` it exposes them as ``check.choices`` (as :func:`check_choice`)."""
 
     def check(value: Any, name: str) -> int:
         return _check_int(value, name, minimum=minimum, choices=choices, odd=odd)
 
+    if choices is not None:
+        check.choices = tuple(choices)  # type: ignore[attr-defined]
     return check
 
 
@@ -170,7 +173,8 @@ class Kernel:
     - ``Param.search`` / ``search_scale``: what the accuracy harness searches;
     - ``compare_variants``: the parameter overrides ``kernelzoo compare`` runs
       by default (``({},)``: the defaults only);
-    - ``is_conv``: whether inputs are images.
+    - ``is_conv``: whether inputs are images;
+    - ``homogeneity``: the degree ``p`` of ``k(a x, b y) = (a b)^p k(x, y)``, or None.
 
     Shape:
         - ``gram(X, Y)``: X ``(n, ...)``, Y ``(m, ...)`` -> ``(n, m)``
@@ -185,6 +189,11 @@ class Kernel:
     #: vector kernels flatten images; conv kernels need image structure (families
     #: whose layout depends on a parameter override this with a property)
     is_conv: bool = False
+    #: ``p`` with ``k(a x, b y) = (a b)^p k(x, y)`` for all ``a, b > 0`` (positively
+    #: homogeneous kernels), None otherwise; families whose homogeneity depends on
+    #: their parameters override this with a property. Read by the tests (scaled
+    #: inputs must give scaled Grams wherever they fit the dtype).
+    homogeneity: int | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         names = [p.name for p in self.params]

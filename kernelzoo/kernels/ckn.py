@@ -168,6 +168,8 @@ class CKN(Kernel):
     )
     approximations = ("layerwise", "supervised", "nystrom")
     is_conv = True
+    #: every layer is homogeneous in its patch norms: k(a x, b y) = a b k(x, y)
+    homogeneity = 1
 
     # ------------------------------------------------------------------ params
     def _check_params(self) -> None:

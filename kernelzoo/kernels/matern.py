@@ -43,6 +43,9 @@ def _check_nu(value, name: str) -> float:
     return float(check_choice(*_NUS)(float(value), name))
 
 
+_check_nu.choices = _NUS  # type: ignore[attr-defined]
+
+
 def matern_of_distance(r: torch.Tensor, nu: float) -> torch.Tensor:
     """``k(r)`` for scaled distances ``r >= 0`` (out of place, differentiable).
 
