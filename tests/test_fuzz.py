@@ -34,7 +34,7 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 import kernelzoo as kz
@@ -142,8 +142,12 @@ def inputs(draw, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         exponents = torch.full((n,), scale)
     else:
         exponents = torch.tensor([draw(st.integers(low, high)) for _ in range(n)])
-    x = torch.ldexp(x, exponents.reshape(-1, *([1] * len(shape))))
-    return x.to(dtype)
+    # no row may overflow the dtype: its largest entry stays below 2^(top exponent - 1)
+    peaks = torch.frexp(x.reshape(n, -1).abs().amax(1))[1]
+    exponents = torch.minimum(exponents, math.frexp(info.max)[1] - 1 - peaks)
+    x = torch.ldexp(x, exponents.reshape(-1, *([1] * len(shape)))).to(dtype)
+    assert bool(torch.isfinite(x).all())
+    return x
 
 
 # ---------------------------------------------------------------------- checks
@@ -202,8 +206,8 @@ def _fuzz(family: str, data) -> None:
         variant = data.draw(st.sampled_from(_approx_variants(family)), label="variant")
         try:
             obj = fitted(family, variant, method, dtype)
-        except ValueError as exc:  # a variant this method does not take (e.g. no Dense(1))
-            pytest.skip(f"{family}{dict(variant)}/{method}: {exc}")
+        except ValueError:  # a variant this method does not take (e.g. no Dense(1))
+            reject()
     shape = _shape(obj.kernel if method != "exact" else obj)
     x = data.draw(inputs(shape, dtype), label="x")
     tol = None
