@@ -44,7 +44,7 @@ def times_power_of_two(t: torch.Tensor, e: torch.Tensor | int) -> torch.Tensor:
         return torch.ldexp(t, e)
     e = e.clamp(-_EXPONENT_CLAMP, _EXPONENT_CLAMP)
     wide = t if t.dtype == torch.float64 else t.double()
-    one = torch.ones((), dtype=torch.float64, device=t.device)
+    one = torch.ones(e.shape, dtype=torch.float64, device=t.device)
     parts = (e + 3 * (e < 0)) // 4  # a quarter, rounded towards 0 (same sign as e)
     for step in (parts, parts, parts, e - 3 * parts):
         wide = wide * torch.ldexp(one, step)
