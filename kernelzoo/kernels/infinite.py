@@ -166,6 +166,8 @@ class InfiniteWidthKernel(Kernel):
     """
 
     params = INFINITE_PARAMS
+    #: ``kernelzoo compare`` runs the fc and the conv architecture
+    compare_variants = ({}, {"architecture": "conv"})
     #: which kernel of the pair this family returns
     tangent: ClassVar[bool] = False
 

@@ -25,6 +25,7 @@ __all__ = [
     "plot_accuracy",
     "plot_accuracy_vs_n",
     "plot_approximation_error",
+    "plot_similarity",
     "plot_spectrum",
     "plot_speed",
     "plot_stability",
@@ -185,47 +186,49 @@ def plot_accuracy(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
 
 
 def plot_accuracy_vs_n(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
-    """Exact kernels' test accuracy against the number of training examples."""
+    """Exact kernels' test accuracy against n_train: mean over splits, bars ± one std."""
     part = _ok(frame, "accuracy", "test_accuracy")
     part = part[part["method"] == "exact"]
     if part.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for spec in _order(part["spec"]):
-        stats = part[part["spec"] == spec].groupby("n")["value"].mean()
-        ax.plot(stats.index.astype(float), stats.to_numpy(), marker="o", ms=3,
-                label=_short(spec, 45))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    specs = _order(part["spec"])
+    for spec, color in zip(specs, _colors(len(specs)), strict=True):
+        stats = part[part["spec"] == spec].groupby("n")["value"].agg(["mean", "std"])
+        ax.errorbar(stats.index.astype(float), stats["mean"], yerr=stats["std"].fillna(0),
+                    marker="o", ms=3, capsize=3, color=color, label=_short(spec, 45))
     ax.set_xscale("log")
-    _label_axes(ax, "training examples n_train", "test accuracy (exact kernel ridge)",
-                "Test accuracy against n_train")
+    splits = part["split"].nunique()
+    _label_axes(ax, "training examples n_train (shared by every kernel)",
+                "test accuracy (exact kernel ridge)",
+                f"Test accuracy against n_train (mean ± std over {splits} splits)")
     return _save(fig, path)
 
 
 def plot_stability(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
-    """Relative distance ‖Φ(x)−Φ(L_τx)‖/‖Φ(x)‖ against translation and deformation size."""
+    """Relative distance ‖Φ(x)−Φ(L_τx)‖/‖Φ(x)‖ against the shift and against ‖∇τ‖∞."""
     part = _ok(frame, "stability", "relative_distance")
     if part.empty:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(18, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8))
     translation = part[part["transform"] == "translation"]
     deformation = part[part["transform"] != "translation"]
-    panels = [
-        (axes[0], translation, "magnitude", "translation t (pixels)"),
-        (axes[1], deformation, "tau_inf", "deformation ‖τ‖∞ (pixels)"),
-        (axes[2], deformation, "grad_tau_inf", "deformation ‖∇τ‖∞ (dimensionless)"),
-    ]
     specs = [s for s in _order(part["spec"]) if s != "pixels"]
     color = dict(zip(specs, _colors(len(specs)), strict=True))
-    for ax, rows, x_col, label in panels:
-        for spec in ["pixels", *specs]:
-            sub = rows[rows["spec"] == spec].sort_values(x_col)
-            if sub.empty:
-                continue
-            style = ({"color": "k", "ls": "--", "lw": 2} if spec == "pixels"
-                     else {"color": color[spec]})
-            ax.plot(sub[x_col].astype(float), sub["value"], marker="o", ms=3,
-                    label=_short(spec, 45), **style)
-        ax.set_xlabel(label)
+    for spec in ["pixels", *specs]:
+        style = ({"color": "k", "ls": "--", "lw": 2} if spec == "pixels"
+                 else {"color": color[spec]})
+        sub = translation[translation["spec"] == spec].sort_values("magnitude")
+        if not sub.empty:
+            axes[0].plot(sub["magnitude"].astype(float), sub["value"], marker="o", ms=3,
+                         label=_short(spec, 45), **style)
+        sub = deformation[deformation["spec"] == spec].sort_values("grad_tau_inf")
+        if not sub.empty:
+            axes[1].plot(sub["grad_tau_inf"].astype(float), sub["value"], marker="o", ms=3,
+                         label=_short(spec, 45), **style)
+    axes[0].set_xlabel("translation t (pixels)")
+    axes[1].set_xlabel("deformation ‖∇τ‖∞ (mean over images; dimensionless)")
+    for ax in axes:
         ax.set_ylabel("‖Φ(x) − Φ(L_τ x)‖ / ‖Φ(x)‖ (mean over images)", fontsize=8)
         ax.grid(True, alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -234,6 +237,27 @@ def plot_stability(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
     fig.suptitle(f"Stability: relative RKHS distance to transformed images (n={n} images; "
                  "pixels: Euclidean)", fontsize=10)
     return _save(fig, path, legend_outside=True)
+
+
+def plot_similarity(matrix: pd.DataFrame, path: str | os.PathLike) -> str | None:
+    """Heat map of a square CKA table (kernels against kernels), values written in."""
+    if matrix is None or matrix.empty:
+        return None
+    values = matrix.to_numpy(dtype=float)
+    size = 1.0 + 0.75 * len(matrix)
+    fig, ax = plt.subplots(figsize=(size + 2.5, size))
+    image = ax.imshow(values, cmap="viridis", vmin=min(0.0, np.nanmin(values)), vmax=1.0)
+    labels = [_short(str(s), 30) for s in matrix.index]
+    ax.set_xticks(range(len(matrix.columns)), [_short(str(s), 30) for s in matrix.columns],
+                  rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(matrix.index)), labels, fontsize=8)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if value < 0.6 else "black")
+    fig.colorbar(image, ax=ax, label="CKA (1: equal up to scale)")
+    ax.set_title("Centred kernel alignment between exact Grams", fontsize=10)
+    return _save(fig, path)
 
 
 def plot_spectrum(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
