@@ -231,7 +231,7 @@ def test_test_labels_never_choose_anything():
 
 
 def test_compare_reports_what_validation_chose():
-    from kernelzoo.bench import compare
+    from kernelzoo.bench.compare import compare
 
     frames = compare(["rbf"], harnesses=["accuracy"], n_train=40, n_val=20, n_test=20,
                      splits=2, seeds=(0,), budgets=[8], dtype="float64", progress=False)

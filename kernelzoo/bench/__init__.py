@@ -9,14 +9,15 @@
   similarity, spectrum, stability, speed, gp);
 - :mod:`kernelzoo.bench.metrics`: approximation errors, CKA, effective dimension,
   RKHS distances;
-- :mod:`kernelzoo.bench.compare`: the main job, ``kernelzoo compare``.
+- :mod:`kernelzoo.bench.compare`: the main job, ``kernelzoo compare``
+  (``kernelzoo.bench.compare.compare`` from Python).
 
 Rows share the columns :data:`COLUMNS`; run metadata (versions, git commit,
 machine, the plan) is in ``df.attrs["metadata"]``.
 """
 
 from kernelzoo.bench._common import COLUMNS, EXACT, TIMING_METRICS, run_metadata
-from kernelzoo.bench.compare import compare, default_kernels
+from kernelzoo.bench.compare import default_kernels
 from kernelzoo.bench.harness import Harness, RunContext, run_harnesses
 from kernelzoo.bench.metrics import (
     approximation_errors,
@@ -36,7 +37,6 @@ __all__ = [
     "TIMING_METRICS",
     "approximation_errors",
     "centered_kernel_alignment",
-    "compare",
     "default_kernels",
     "effective_dimension",
     "preset",

@@ -52,8 +52,9 @@ class RunContext:
     ``cases``: the run's kernels as requested; ``chosen``: per spec, the
     hyperparameters the accuracy harness chose on validation (the choice most
     splits made at the largest n_train), and ``chosen_by_split`` per split;
-    ``lambdas``: per spec, the ridge lambda chosen on split 0 at the largest
-    n_train; ``frames``: the DataFrames of the harnesses run so far.
+    ``lambdas``: per spec, the ridge lambda chosen at the largest n_train in the
+    first split that chose those hyperparameters; ``frames``: the DataFrames of the
+    harnesses run so far.
     """
 
     config: RunConfig
@@ -93,9 +94,12 @@ class RunContext:
         return self.pool.splits[0]
 
     def gram(self, case: KernelCase, index: np.ndarray) -> torch.Tensor:
-        """The exact Gram of the pool images ``index`` (a slice of the pool's Gram)."""
+        """The exact Gram of the pool images ``index``: a slice of the pool's Gram when
+        it is computed already (by the accuracy harness), else the Gram of those images."""
+        index_t = torch.as_tensor(index, device=self.pool.x.device)
+        if case.kernel not in self.grams:
+            return case.kernel.gram(self.pool.x.index_select(0, index_t))
         full = self.grams.get(case.kernel)
-        index_t = torch.as_tensor(index, device=full.device)
         return full.index_select(0, index_t).index_select(1, index_t)
 
     def cap_reached(self) -> bool:

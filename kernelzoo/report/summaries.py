@@ -291,7 +291,8 @@ def stability_bound_table(frame: pd.DataFrame) -> pd.DataFrame:
         note = notes["note"].iloc[0] if "note" in notes and len(notes) else "-"
         records.append({
             "kernel": spec,
-            "assumptions hold": "-" if holds is None else ("yes" if holds else "no"),
+            "assumptions hold": ("not stated for this family" if holds is None
+                                 else "yes" if holds else "no"),
             "conditions": note if isinstance(note, str) and note else "-",
             "last pooling": value.get("last_pooling", math.nan),
             "slope in ‖∇τ‖∞": value.get("deformation_slope", math.nan),

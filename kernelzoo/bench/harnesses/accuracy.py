@@ -155,7 +155,8 @@ class Accuracy(Harness):
         consensus = next(i for i in per_split.values() if counts[i] == top)  # first split's tie
         ctx.chosen[case.spec] = dict(candidates[consensus])
         ctx.chosen_by_split[case.spec] = {s: dict(candidates[i]) for s, i in per_split.items()}
-        ctx.lambdas[case.spec] = float(best[(0, n_max)][0].lam)
+        first = next(s for s, i in per_split.items() if i == consensus)
+        ctx.lambdas[case.spec] = float(best[(first, n_max)][0].lam)
         for index, kernel in enumerate(kernels):
             if index != consensus:
                 ctx.grams.release(kernel)

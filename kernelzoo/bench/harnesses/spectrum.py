@@ -5,7 +5,8 @@ A Gram whose eigenvalues fall fast has a small effective dimension
 (``mu_i`` the eigenvalues of ``K / n``): few landmarks or features capture it.
 On the similarity harness's points (``sizes.similarity``), at each kernel's
 hyperparameters chosen on validation; ``effective_dimension_chosen`` is at the
-lambda chosen on split 0 at the largest n_train.
+lambda chosen with those hyperparameters at the largest n_train (the first split
+that chose them).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class Spectrum(Harness):
         section = Section(self.title, (
             "Eigenvalues μ_i of K/n (μ_i/μ_1) and d_eff(λ) = Σ μ_i / (μ_i + λ) = "
             "trace(K (K + nλ I)^-1), at λ relative to μ_1 and at the λ chosen on validation "
-            "by the accuracy harness (split 0, largest n_train)."))
+            "by the accuracy harness (largest n_train)."))
         section.table(tables.spectrum_table(frame))
         section.figure(out, "spectrum.png", "spectrum", lambda p: plots.plot_spectrum(frame, p))
         return section

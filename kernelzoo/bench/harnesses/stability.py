@@ -13,7 +13,8 @@ them:
   and smoothnesses; a ``pixels`` row gives ``||x - y|| / ||x||``;
 - for small deformations (``||grad tau||_inf`` up to the plan's ``max_grad``), the
   bound's linear growth: ``deformation_slope`` (least squares through the origin
-  of d against ``||grad tau||_inf``, per image) with ``deformation_r2``, and
+  of the mean d against the mean ``||grad tau||_inf`` of each deformation) with
+  ``deformation_r2``, and
   ``growth_exponent`` p in ``d ~ ||grad tau||_inf^p`` (per image, over one field
   scaled to several sizes; 1: linear, as the bound's form);
 - ``translation_slope``: d against the shift (through the origin), which the
@@ -175,22 +176,23 @@ class Stability(Harness):
         """Slopes through the origin (d against ||grad tau||_inf and against the shift)
         with their R^2, and the growth exponent of d in ||grad tau||_inf."""
         limit = ctx.config.stability.max_grad
-        grads, values, shifts, shift_values = [], [], [], []
+        means, shifts, shift_values = [], [], []
         families: dict[Any, list[tuple[float, float]]] = {}
         for variant, ratio in zip(variants, ratios, strict=True):
             if variant["transform"] == "translation":
                 shifts += [variant["magnitude"]] * len(ratio)
                 shift_values += list(ratio)
                 continue
+            if float(np.mean(variant["grad"])) <= limit and np.isfinite(ratio).any():
+                means.append((float(np.mean(variant["grad"])), float(np.nanmean(ratio))))
             for image, (grad, value) in enumerate(zip(variant["grad"], ratio, strict=True)):
                 if grad <= limit and np.isfinite(value):
-                    grads.append(grad)
-                    values.append(value)
                     families.setdefault((variant["smoothness"], image), []).append(
                         (float(grad), float(value)))
         out = {}
-        if grads:
-            (slope,), r2 = fit_through_origin(np.array(grads)[:, None], np.array(values))
+        if means:
+            points = np.array(means)
+            (slope,), r2 = fit_through_origin(points[:, :1], points[:, 1])
             out.update(deformation_slope=slope, deformation_r2=r2,
                        growth_exponent=_growth_exponent(families))
         if shifts:
@@ -228,12 +230,13 @@ class Stability(Harness):
             "for ‖∇τ‖∞ ≤ 1/2, holds for a CKN with κ(1) = 1 and κ'(1) ≤ 1 (for κ = exp: "
             "σ ≥ 1). Its constants are not known, so the table checks what it predicts "
             "without them. For small deformations (‖∇τ‖∞ ≤ 1/2) the distance grows at most "
-            "linearly in ‖∇τ‖∞: the slope of d against ‖∇τ‖∞ (least squares through the "
-            "origin, per image, R²) and the growth exponent p in d ∝ ‖∇τ‖∞^p within each "
-            "family of scaled fields (1: linear). For translations (∇τ = 0) only the "
+            "linearly in ‖∇τ‖∞: the slope of the mean distance against the mean ‖∇τ‖∞ of each "
+            "deformation (least squares through the origin; R² says how well a line "
+            "explains them) and the growth exponent p in d ∝ ‖∇τ‖∞^p, per image over one "
+            "field scaled to several sizes (1: linear). For translations (∇τ = 0) only the "
             "‖τ‖∞/σ_n term is left: the slope of d against the shift should fall as the last "
-            "pooling σ_n grows. 'assumptions hold' is asked of each kernel's class ('-': the "
-            "bound is not stated for the family).")
+            "pooling σ_n grows. 'assumptions hold' is asked of each kernel's class (the bound "
+            "is stated for CKNs).")
         section.table(summaries.stability_bound_table(frame))
         verdict = summaries.translation_verdict(frame)
         if verdict:
