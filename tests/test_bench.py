@@ -184,6 +184,12 @@ def test_a_new_harness_is_one_class_and_its_failures_are_rows():
     assert "boom" in frame.loc[frame["spec"] == "exploding", "error"].iloc[0]
 
 
+def test_harnesses_run_after_those_they_use():
+    assert list(HARNESSES)[0] == "accuracy" and "gp" not in default_harnesses()
+    for name, cls in HARNESSES.items():
+        assert all(HARNESSES[used].order < cls.order for used in cls.uses), name
+
+
 def test_a_time_cap_turns_what_is_left_into_skipped_rows():
     frames, _ = run_tiny(["rbf", "arccos"], ["spectrum"], time_cap=1e-9)
     frame = frames["spectrum"]

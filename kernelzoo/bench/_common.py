@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kernelzoo.report.tables import EXACT as _EXACT
+
 __all__ = [
     "COLUMNS",
     "EXACT",
@@ -49,8 +51,9 @@ COLUMNS: tuple[str, ...] = (
     "n", "metric", "value", "device", "dtype", "seconds", "error",
 )  # fmt: skip
 
-#: The method name of an exact kernel (every other method is an approximation).
-EXACT = "exact"
+#: The method name of an exact kernel (every other method is an approximation), defined
+#: once with the results schema's readers: :data:`kernelzoo.report.tables.EXACT`.
+EXACT = _EXACT
 
 #: Metrics that measure time or memory: their values (like the ``seconds`` column) differ
 #: from run to run; every other value of ``results.csv`` is the same for the same command.

@@ -111,14 +111,17 @@ class Harness:
     """One kind of measurement. Subclass it in a new file of ``bench/harnesses/``.
 
     Class attributes: ``name`` (the ``harness`` column and ``--harness`` value),
-    ``title`` (its report heading), ``order`` (harnesses run by increasing order:
-    accuracy first, since the others use the hyperparameters it chooses),
-    ``default`` (part of a plain ``kernelzoo compare``), ``metric`` (the metric of
-    its error rows) and ``columns`` (its extra columns).
+    ``title`` (its report heading), ``uses`` (harnesses whose results it reads when
+    they are part of the run: the hyperparameters and lambdas the accuracy harness
+    chooses; without them it measures the kernels as given), ``order`` (harnesses
+    run by increasing order, which respects ``uses``), ``default`` (part of a plain
+    ``kernelzoo compare``), ``metric`` (the metric of its error rows) and
+    ``columns`` (its extra columns).
     """
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
+    uses: ClassVar[tuple[str, ...]] = ("accuracy",)
     order: ClassVar[int] = 100
     default: ClassVar[bool] = True
     metric: ClassVar[str] = "value"
@@ -191,7 +194,14 @@ def run_harnesses(ctx: RunContext, harnesses: Sequence[Harness]) -> dict[str, pd
     ``ctx.frames``), each with ``attrs["metadata"]`` and its own seconds in
     ``ctx.metadata["harness_seconds"]``."""
     spent = ctx.metadata.setdefault("harness_seconds", {})
-    for harness in sorted(harnesses, key=lambda h: h.order):
+    ordered = sorted(harnesses, key=lambda h: h.order)
+    position = {h.name: i for i, h in enumerate(ordered)}
+    for harness in ordered:
+        late = [u for u in harness.uses if position.get(u, -1) > position[harness.name]]
+        if late:
+            raise ValueError(f"harness {harness.name!r} uses {late} but runs before them; "
+                             f"give it a larger order")
+    for harness in ordered:
         start = time.perf_counter()
         ctx.frames[harness.name] = run_one(ctx, harness)
         spent[harness.name] = round(time.perf_counter() - start, 2)

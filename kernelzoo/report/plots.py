@@ -19,7 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import LogLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter
+
+from kernelzoo.report.tables import EXACT
 
 __all__ = [
     "plot_accuracy",
@@ -32,6 +34,8 @@ __all__ = [
 ]
 
 _DPI = 110
+_LINESTYLES = ("-", "--", ":", "-.")
+_LINESTYLE_NAMES = ("solid", "dashed", "dotted", "dash-dot")
 
 
 def _label_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
@@ -84,7 +88,7 @@ def _tidy_log_axes(fig: Any) -> None:
     """Log axes: labels on the decades only (minor labels overlap on short ranges)."""
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
-            if scale == "log":
+            if scale == "log" and not isinstance(axis.get_major_locator(), FixedLocator):
                 axis.set_major_locator(LogLocator(base=10, numticks=12))
                 axis.set_minor_formatter(NullFormatter())
 
@@ -119,7 +123,7 @@ def plot_approximation_error(frame: pd.DataFrame, path: str | os.PathLike,
     between the smallest and largest seed; log-log axes.
     """
     part = _numeric_budget(_ok(frame, "approximation", metric))
-    part = part[part["method"] != "exact"]
+    part = part[part["method"] != EXACT]
     if part.empty:
         return None
     specs = _order(part["spec"])
@@ -163,14 +167,14 @@ def plot_accuracy(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
     fig, axes = _grid(len(specs))
     for ax, spec in zip(axes, specs, strict=True):
         rows = part[part["spec"] == spec]
-        approx = _numeric_budget(rows[rows["method"] != "exact"])
+        approx = _numeric_budget(rows[rows["method"] != EXACT])
         if not approx.empty:
             approx = approx[approx["n"] == approx["n"].max()]
             for method in _order(approx["method"]):
                 stats = approx[approx["method"] == method].groupby("budget_value")["value"].mean()
                 ax.plot(stats.index, stats.to_numpy(), marker="o", ms=3, label=method)
             ax.set_xscale("log")
-        exact = rows[rows["method"] == "exact"]
+        exact = rows[rows["method"] == EXACT]
         if not exact.empty:
             top = exact[exact["n"] == exact["n"].max()]
             ax.axhline(top["value"].mean(), color="k", ls="--", lw=1,
@@ -188,7 +192,7 @@ def plot_accuracy(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
 def plot_accuracy_vs_n(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
     """Exact kernels' test accuracy against n_train: mean over splits, bars ± one std."""
     part = _ok(frame, "accuracy", "test_accuracy")
-    part = part[part["method"] == "exact"]
+    part = part[part["method"] == EXACT]
     if part.empty:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
@@ -198,6 +202,9 @@ def plot_accuracy_vs_n(frame: pd.DataFrame, path: str | os.PathLike) -> str | No
         ax.errorbar(stats.index.astype(float), stats["mean"], yerr=stats["std"].fillna(0),
                     marker="o", ms=3, capsize=3, color=color, label=_short(spec, 45))
     ax.set_xscale("log")
+    sizes = sorted(float(n) for n in part["n"].dropna().unique())
+    ax.set_xticks(sizes, [str(int(n)) for n in sizes])
+    ax.minorticks_off()
     splits = part["split"].nunique()
     _label_axes(ax, "training examples n_train (shared by every kernel)",
                 "test accuracy (exact kernel ridge)",
@@ -222,12 +229,19 @@ def plot_stability(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
         if not sub.empty:
             axes[0].plot(sub["magnitude"].astype(float), sub["value"], marker="o", ms=3,
                          label=_short(spec, 45), **style)
-        sub = deformation[deformation["spec"] == spec].sort_values("grad_tau_inf")
-        if not sub.empty:
-            axes[1].plot(sub["grad_tau_inf"].astype(float), sub["value"], marker="o", ms=3,
-                         label=_short(spec, 45), **style)
+        sub = deformation[deformation["spec"] == spec]
+        smooth = sub["smoothness"] if "smoothness" in sub else pd.Series(0.0, sub.index)
+        for k, (_, family) in enumerate(sub.groupby(smooth.fillna(0.0), sort=True)):
+            family = family.sort_values("grad_tau_inf")
+            axes[1].plot(family["grad_tau_inf"].astype(float), family["value"], marker="o",
+                         ms=3, **{**style, "ls": _LINESTYLES[k % len(_LINESTYLES)]})
     axes[0].set_xlabel("translation t (pixels)")
-    axes[1].set_xlabel("deformation ‖∇τ‖∞ (mean over images; dimensionless)")
+    smooth_values = sorted(deformation["smoothness"].dropna().unique()) \
+        if "smoothness" in deformation else []
+    styles = ", ".join(f"{_LINESTYLE_NAMES[k % 4]} {v:g} px" for k, v in
+                       enumerate(smooth_values))
+    axes[1].set_xlabel("deformation ‖∇τ‖∞ (mean over images; dimensionless)"
+                       + (f"; field smoothness: {styles}" if styles else ""), fontsize=8)
     for ax in axes:
         ax.set_ylabel("‖Φ(x) − Φ(L_τ x)‖ / ‖Φ(x)‖ (mean over images)", fontsize=8)
         ax.grid(True, alpha=0.3)

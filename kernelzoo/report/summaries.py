@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from kernelzoo.report.tables import (
+    EXACT,
     budget_key,
     format_number,
     kernel_order,
@@ -53,7 +54,7 @@ def mean_std(values: Any, digits: int = 3) -> str:
 
 def _exact_accuracy(frame: pd.DataFrame) -> pd.DataFrame:
     part = select(frame, "accuracy", "test_accuracy")
-    return part[part["method"] == "exact"]
+    return part[part["method"] == EXACT]
 
 
 # ---------------------------------------------------------------------------- accuracy
@@ -77,7 +78,7 @@ def accuracy_table(frame: pd.DataFrame) -> pd.DataFrame:
     the exact kernel on the same splits and each budget, ``mean ± std`` over splits and
     seeds."""
     part = select(frame, "accuracy", "test_accuracy")
-    approx = part[part["method"] != "exact"]
+    approx = part[part["method"] != EXACT]
     if approx.empty:
         return pd.DataFrame()
     n_max = approx["n"].max()
@@ -85,7 +86,7 @@ def accuracy_table(frame: pd.DataFrame) -> pd.DataFrame:
     for spec, method in dict.fromkeys(zip(approx["spec"], approx["method"], strict=True)):
         rows = approx[(approx["spec"] == spec) & (approx["method"] == method)]
         splits = sorted(int(s) for s in rows["split"].dropna().unique())
-        exact = part[(part["spec"] == spec) & (part["method"] == "exact")
+        exact = part[(part["spec"] == spec) & (part["method"] == EXACT)
                      & (part["n"] == n_max) & part["split"].isin(splits)]
         record: dict[str, Any] = {"kernel": spec, "method": method, "n_train": int(n_max),
                                   "splits": len(splits), "exact": mean_std(exact["value"])}
@@ -142,7 +143,7 @@ def _headline_accuracy(record: dict[str, Any], rows: pd.DataFrame, reference: st
                                           mean_std(differences[spec])
                                           if spec in differences else "-")
     approx = select(rows, "accuracy", "test_accuracy")
-    approx = approx[approx["method"] != "exact"]
+    approx = approx[approx["method"] != EXACT]
     if not approx.empty:
         means = approx.groupby(["method", "budget"], sort=False)["value"].mean()
         (method, budget), value = means.idxmax(), means.max()
@@ -152,7 +153,7 @@ def _headline_accuracy(record: dict[str, Any], rows: pd.DataFrame, reference: st
 
 def _headline_rest(record: dict[str, Any], rows: pd.DataFrame, reference: str | None) -> None:
     err = select(rows, "approximation", "rel_frobenius_error")
-    err = err[err["method"] != "exact"]
+    err = err[err["method"] != EXACT]
     if not err.empty:
         largest = max(err["budget"].dropna().unique(), key=budget_key)
         at = err[err["budget"] == largest].groupby("method")["value"].median()
@@ -172,7 +173,7 @@ def _headline_rest(record: dict[str, Any], rows: pd.DataFrame, reference: str | 
     if not deff.empty:
         record["d_eff"] = deff["value"].iloc[0]
     speed = select(rows, "speed", "pairs_per_second")
-    speed = speed[speed["method"] == "exact"]
+    speed = speed[speed["method"] == EXACT]
     if not speed.empty:
         record["pairs/s"] = speed.loc[speed["n"] == speed["n"].max(), "value"].median()
     failed = rows[rows["error"].fillna("") != ""]
@@ -238,7 +239,7 @@ def approximation_cka_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """CKA of each approximation with its exact kernel at its largest budget (median over
     seeds): rows kernel / method."""
     part = select(frame, "approximation", "cka")
-    part = part[part["method"] != "exact"]
+    part = part[part["method"] != EXACT]
     if part.empty:
         return pd.DataFrame()
     records = []

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "EXACT",
     "budget_key",
     "kernel_order",
     "method_label",
@@ -28,6 +29,10 @@ __all__ = [
     "speed_table",
     "to_markdown",
 ]
+
+
+#: The ``method`` of a row measured on an exact kernel (``kernelzoo.bench`` writes it).
+EXACT = "exact"
 
 
 def format_number(value: Any, digits: int = 3) -> str:
@@ -92,7 +97,7 @@ def kernel_order(frame: pd.DataFrame) -> list[str]:
 
 
 def method_label(spec: str, method: str) -> str:
-    return spec if method == "exact" else f"{spec} / {method}"
+    return spec if method == EXACT else f"{spec} / {method}"
 
 
 def budget_key(value: Any) -> tuple[int, float, str]:
@@ -106,7 +111,7 @@ def approximation_table(frame: pd.DataFrame, metric: str = "rel_frobenius_error"
                         ) -> pd.DataFrame:
     """Median over seeds of ``metric``; rows kernel / method, columns budgets."""
     part = select(frame, "approximation", metric)
-    part = part[part["method"] != "exact"]
+    part = part[part["method"] != EXACT]
     if part.empty:
         return pd.DataFrame()
     part = part.assign(kernel=[method_label(s, m) for s, m in zip(part["spec"], part["method"],
@@ -152,7 +157,7 @@ def speed_table(frame: pd.DataFrame) -> pd.DataFrame:
     records = []
     for spec, method in dict.fromkeys(zip(part["spec"], part["method"], strict=True)):
         rows = part[(part["spec"] == spec) & (part["method"] == method)]
-        unit = "pairs/s" if method == "exact" else "images/s"
+        unit = "pairs/s" if method == EXACT else "images/s"
         record: dict[str, Any] = {"kernel": spec, "method": method, "unit": unit}
         for n, group in rows.groupby("n"):
             record[f"n={n}"] = group["value"].median()

@@ -91,6 +91,7 @@ class Accuracy(Harness):
 
     name = "accuracy"
     title = "Classification accuracy"
+    uses = ()
     order = 10
     metric = "test_accuracy"
     columns = ("params",)

@@ -21,6 +21,7 @@ __all__ = ["GaussianProcess"]
 class GaussianProcess(Harness):
     name = "gp"
     title = "Gaussian-process regression (rotated digits)"
+    uses = ()
     order = 90
     default = False
     metric = "rmse"

@@ -29,6 +29,7 @@ __all__ = ["Similarity"]
 class Similarity(Harness):
     name = "similarity"
     title = "Kernel similarity (centred kernel alignment)"
+    uses = ("accuracy", "approximation")
     order = 30
     metric = "cka"
     columns = ("spec_other",)
