@@ -92,7 +92,7 @@ def timed_run(spec: str, x: np.ndarray, tile: int, client, folder: str, label: s
 
 
 def done_tasks(store: str) -> int:
-    from kernelzoo.integrations.store import read_manifest
+    from kernelzoo.store import read_manifest
 
     try:
         manifest = read_manifest(store)
@@ -107,7 +107,7 @@ def kill_and_resume(spec: str, x: np.ndarray, tile: int, client, folder: str, re
     """Kill a run at about half way; resume it; compare with the reference store."""
     import kernelzoo as kz
     from kernelzoo.integrations.dask import gram_to_store
-    from kernelzoo.integrations.store import load_store
+    from kernelzoo.store import load_store
 
     x_path = os.path.join(folder, "x.npy")
     np.save(x_path, x)
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
                     )
                     times[w].append(seconds)
                     cpu[w].append(result.task_cpu_seconds)
-                    from kernelzoo.integrations.store import read_manifest
+                    from kernelzoo.store import read_manifest
 
                     checksums[(w, r)] = read_manifest(result.path)["tiles"]
                     print(f"workers={w} repeat={r}: {seconds:.1f} s wall, "

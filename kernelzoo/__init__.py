@@ -6,9 +6,8 @@
 """
 
 from kernelzoo._validation import get_memory_budget, set_memory_budget
+from kernelzoo._version import __version__
 from kernelzoo.registry import available, kernel
-
-__version__ = "0.1.0"
 
 __all__ = ["kernel", "available", "load", "set_memory_budget", "get_memory_budget", "__version__"]
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 __all__ = [
+    "check_int",
+    "check_image_shape",
     "as_tensor",
     "check_pair",
     "parse_memory_budget",
@@ -42,6 +45,48 @@ _UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
+
+
+def check_int(
+    value: Any,
+    name: str,
+    minimum: int | None = None,
+    choices: Sequence[int] | None = None,
+    odd: bool = False,
+    positive: bool = False,
+) -> int:
+    """``value`` as an int, or a ``TypeError``/``ValueError`` naming ``name``.
+
+    The one integer check of the package (parameters, budgets, options, tile
+    sizes): numpy integers and integral floats (``3.0``, as spec strings and
+    JSON may give them) are accepted; booleans are not. ``positive`` means
+    ``> 0`` (budgets and counts), ``minimum`` a bound of its own.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            kind = "a positive integer" if positive else "an integer"
+            raise TypeError(f"{name} must be {kind}, got {value!r}")
+    value = int(value)
+    if choices is not None and value not in choices:
+        raise ValueError(f"{name}={value} is not allowed; expected one of {list(choices)}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if odd and value % 2 == 0:
+        raise ValueError(f"{name} must be odd, got {value}")
+    return value
+
+
+def check_image_shape(value: Any, name: str = "image_shape") -> tuple[int, int, int] | None:
+    """``None`` or ``(C, H, W)`` of positive ints (a list or tuple), as a tuple."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise ValueError(f"{name} must be None or (C, H, W), got {value!r}")
+    return tuple(check_int(v, name, minimum=1) for v in value)  # type: ignore[return-value]
 
 
 def parse_memory_budget(value: int | float | str | None, name: str = "memory_budget") -> int:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
+
+from kernelzoo._io import atomic_write
 
 __all__ = ["main", "build_parser"]
 
@@ -39,7 +40,7 @@ def _load_array(path: str, name: str) -> np.ndarray:
         raise CLIError(f"{name}: file not found: {path}")
     try:
         arr = np.load(path, allow_pickle=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one error naming it
         raise CLIError(f"{name}: cannot read {path} as a .npy array ({exc})") from None
     if isinstance(arr, np.lib.npyio.NpzFile):
         raise CLIError(f"{name}: {path} is an .npz archive; give a .npy array")
@@ -47,17 +48,9 @@ def _load_array(path: str, name: str) -> np.ndarray:
 
 
 def save_npy_atomic(path: str, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write ``array`` to ``path`` atomically (:func:`kernelzoo._io.atomic_write`)."""
+    with atomic_write(path) as fh:
+        np.save(fh, array)
 
 
 def _cmd_gram(args: argparse.Namespace) -> int:

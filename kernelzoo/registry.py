@@ -1,8 +1,15 @@
-"""The registry: family name -> kernel class, approximation -> class, spec strings.
+"""The registry: family name -> kernel class, method name -> approximation class, spec strings.
 
 Every family and approximation is listed here, explicitly (no registration by
-import side effect). Modules are imported on first use so that ``import
-kernelzoo`` stays light.
+import side effect), as a ``"module:attr"`` string imported on first use, so
+that ``import kernelzoo`` stays light and this module imports no other
+kernelzoo module: it sits in the lowest layer, and the few places where a lower
+layer hands over to a higher one (``k.approximate()``, ``k.to_gpytorch()``)
+resolve a name here instead of importing upward (``tests/test_layers.py``).
+
+Which approximations a family supports is said by the family's class
+(``Kernel.approximations``, method names); this table only says which class
+implements each method.
 """
 
 from __future__ import annotations
@@ -11,32 +18,52 @@ import ast
 import importlib
 from typing import Any
 
-__all__ = ["kernel", "available", "kernel_class", "approximation_class", "parse_spec"]
+__all__ = [
+    "FAMILIES",
+    "METHODS",
+    "INTEGRATIONS",
+    "kernel",
+    "available",
+    "kernel_class",
+    "approximation_class",
+    "integration",
+    "parse_spec",
+    "resolve",
+]
 
 #: family -> "module:Class"
 FAMILIES: dict[str, str] = {
     "arccos": "kernelzoo.kernels.arccos:ArcCosine",
     "ckn": "kernelzoo.kernels.ckn:CKN",
+    "matern": "kernelzoo.kernels.matern:Matern",
     "nngp": "kernelzoo.kernels.nngp:NNGP",
     "ntk": "kernelzoo.kernels.ntk:NTK",
     "rbf": "kernelzoo.kernels.rbf:RBF",
 }
 
-#: (family or "*", method) -> "module:Class"; "*" applies to every family
-APPROXIMATIONS: dict[tuple[str, str], str] = {
-    ("*", "nystrom"): "kernelzoo.approx.nystrom:Nystrom",
-    ("rbf", "rff"): "kernelzoo.approx.random_features:RandomFourierFeatures",
-    ("rbf", "orf"): "kernelzoo.approx.random_features:OrthogonalRandomFeatures",
-    ("arccos", "random-features"): "kernelzoo.approx.random_features:ArcCosineFeatures",
-    ("nngp", "monte-carlo"): "kernelzoo.approx.finite_width:MonteCarloNNGP",
-    ("ntk", "empirical"): "kernelzoo.approx.finite_width:EmpiricalNTK",
-    ("ckn", "layerwise"): "kernelzoo.approx.ckn:LayerwiseCKN",
-    ("ckn", "supervised"): "kernelzoo.approx.ckn:SupervisedCKN",
+#: approximation method -> "module:Class" (which families offer it: ``Kernel.approximations``)
+METHODS: dict[str, str] = {
+    "nystrom": "kernelzoo.approx.nystrom:Nystrom",
+    "rff": "kernelzoo.approx.random_features:RandomFourierFeatures",
+    "orf": "kernelzoo.approx.random_features:OrthogonalRandomFeatures",
+    "random-features": "kernelzoo.approx.random_features:ArcCosineFeatures",
+    "monte-carlo": "kernelzoo.approx.finite_width:MonteCarloNNGP",
+    "empirical": "kernelzoo.approx.finite_width:EmpiricalNTK",
+    "layerwise": "kernelzoo.approx.ckn:LayerwiseCKN",
+    "supervised": "kernelzoo.approx.ckn:SupervisedCKN",
+}
+
+#: bridge -> "module:function" (``k.to_gpytorch()`` and ``a.to_gpytorch()`` resolve it here)
+INTEGRATIONS: dict[str, str] = {
+    "gpytorch": "kernelzoo.integrations.gpytorch:to_gpytorch",
 }
 
 
-def _import(target: str) -> Any:
-    module, _, name = target.partition(":")
+def resolve(target: str) -> Any:
+    """The object named by ``"package.module:attr"``, importing the module on first use."""
+    module, sep, name = target.partition(":")
+    if not sep or not module.startswith("kernelzoo."):
+        raise ValueError(f"target must be 'kernelzoo.module:attr', got {target!r}")
     return getattr(importlib.import_module(module), name)
 
 
@@ -50,17 +77,19 @@ def kernel_class(family: str) -> type:
         raise ValueError(
             f"unknown kernel family {family!r}; available: {', '.join(available())}"
         )
-    return _import(FAMILIES[family])
+    return resolve(FAMILIES[family])
 
 
 def approximation_class(family: str, method: str) -> type:
-    target = APPROXIMATIONS.get((family, method)) or APPROXIMATIONS.get(("*", method))
-    if target is None:
-        methods = sorted({m for (f, m) in APPROXIMATIONS if f in (family, "*")})
-        raise ValueError(
-            f"{family}: unknown approximation method {method!r}; available: {', '.join(methods)}"
-        )
-    return _import(target)
+    """The class implementing ``method`` for ``family`` (one of the family's ``approximations``)."""
+    return kernel_class(family).approximation_class(method)
+
+
+def integration(name: str) -> Any:
+    """The entry point of a bridge to another library (``"gpytorch"``: ``to_gpytorch``)."""
+    if name not in INTEGRATIONS:
+        raise ValueError(f"unknown integration {name!r}; available: {', '.join(INTEGRATIONS)}")
+    return resolve(INTEGRATIONS[name])
 
 
 def _literal(node: ast.AST, spec: str) -> Any:

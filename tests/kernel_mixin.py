@@ -6,17 +6,27 @@ A test class sets the hooks and inherits the checks:
 - ``inputs(self, dtype)`` -> ``(X, Y)`` torch tensors (X also fits the approximation)
 - ``rtol32``, ``rtol64`` tolerances; ``scales`` the input scales that must stay finite
 - ``is_approximation``: approximations are checked against their own features
+- ``expects_gradient(self)``: False for piecewise-constant maps (step features),
+  whose output carries no gradient
 
 Checks: symmetry, PSD within round-off, ``diag == diagonal(gram)``, a cross
-block equals the block of the full Gram, invariance to the memory budget,
-float32/float64, numpy input, determinism, no NaN/Inf values or gradients
-for zero, identical and scaled inputs.
+block equals the block of the full Gram, invariance to the memory budget
+(which must change how the Gram is tiled), float32/float64, numpy input,
+determinism, no NaN/Inf values or gradients for zero, identical and scaled
+inputs, and for approximations the Gram against an independent sum over the
+features and a save/load round trip.
+
+:class:`GpytorchKernelChecks` adds gpytorch's own ``BaseKernelTestCase`` to a
+pytest class through the same ``create`` hook.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
+from gpytorch.test.base_kernel_test_case import BaseKernelTestCase
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -49,6 +59,10 @@ class KernelTestMixin:
 
     def tol(self, dtype: torch.dtype) -> float:
         return self.rtol32 if dtype == torch.float32 else self.rtol64
+
+    def expects_gradient(self) -> bool:
+        """Whether the Gram of inputs that require grad carries a gradient (override)."""
+        return True
 
     # ---------------------------------------------------------------- checks
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -102,19 +116,23 @@ class KernelTestMixin:
         x, y = self.inputs(torch.float64)
         k = self.fitted(torch.float64)
         ref = k.gram(x)
-        import warnings
-
-        for budget in (2_000, 50_000, "1GB"):
+        ref_xy = k.gram(x, y)
+        blocks = {}
+        for budget in (256, 50_000, "1GB"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # tiny budgets warn
-                out = k.gram(x, memory_budget=budget)
-                out_xy = k.gram(x, y, memory_budget=budget)
+                with _counting_blocks(k) as count:
+                    out = k.gram(x, memory_budget=budget)
+                    out_xy = k.gram(x, y, memory_budget=budget)
+            blocks[budget] = count["n"]
             torch.testing.assert_close(
                 out, ref, rtol=self.rtol64, atol=self.rtol64 * float(ref.abs().max())
             )
             torch.testing.assert_close(
-                out_xy, k.gram(x, y), rtol=self.rtol64, atol=self.rtol64 * float(ref.abs().max())
+                out_xy, ref_xy, rtol=self.rtol64, atol=self.rtol64 * float(ref.abs().max())
             )
+        if blocks["1GB"]:  # generic tiling: the budget must change it, not be ignored
+            assert blocks[256] > blocks["1GB"], blocks
 
     def test_numpy_input_and_determinism(self):
         x, y = self.inputs(torch.float64)
@@ -164,11 +182,12 @@ class KernelTestMixin:
             leaf = probe.clone().requires_grad_(True)
             out = k.gram(leaf, probe[:2].clone()).sum() + k.diag(leaf).sum()
             assert torch.isfinite(out)
-            if not out.requires_grad:  # piecewise-constant maps (step features)
+            if not self.expects_gradient():  # piecewise-constant maps (step features)
+                assert not out.requires_grad
                 continue
-            (grad,) = torch.autograd.grad(out, leaf, allow_unused=True)
-            if grad is not None:
-                assert torch.isfinite(grad).all()
+            assert out.requires_grad, "the Gram of inputs that require grad has no gradient"
+            (grad,) = torch.autograd.grad(out, leaf)
+            assert torch.isfinite(grad).all()
 
     # ---------------------------------------------------------------- approximations only
     def test_gram_is_features_product(self):
@@ -180,7 +199,16 @@ class KernelTestMixin:
             pytest.skip(f"{a.method} has no explicit features")
         fx, fy = a.features(x), a.features(y)
         assert fx.shape == (x.shape[0], a.n_features)
-        torch.testing.assert_close(a.gram(x, y), fx @ fy.T)
+        # an independent sum over the features (not the GEMM that gram() tiles)
+        expected = (fx.double()[:, None, :] * fy.double()[None, :, :]).sum(-1)
+        atol = 1e-12 * float(expected.abs().max())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # tiny budgets warn
+            for budget in (None, 2_000):
+                torch.testing.assert_close(a.gram(x, y, memory_budget=budget).double(), expected,
+                                           rtol=1e-10, atol=atol)
+        torch.testing.assert_close(a.diag(x).double(), fx.double().square().sum(1),
+                                   rtol=1e-10, atol=atol)
 
     def test_save_load_roundtrip(self, tmp_path):
         if not self.is_approximation:
@@ -195,3 +223,75 @@ class KernelTestMixin:
         torch.testing.assert_close(b.gram(x, y), a.gram(x, y), rtol=0, atol=0)
         if a.has_features:
             assert b.n_features == a.n_features
+
+
+class _counting_blocks:
+    """Count the tiles an exact kernel evaluates through the generic tiling (``_block``;
+    kernels with their own blocking count 0), or the feature maps (``_features``) or
+    tiles (``_gram_block``, Gram-only) an approximation evaluates."""
+
+    def __init__(self, obj) -> None:
+        self.obj = obj
+        self.count = {"n": 0}
+
+    def __enter__(self):
+        from kernelzoo.approx.base import Approximation
+
+        obj = self.obj
+        if not isinstance(obj, Approximation):
+            self.name = "_block"
+        elif obj.has_features and not obj.gram_only:
+            self.name = "_features"
+        else:
+            self.name = "_gram_block"
+        original = getattr(obj, self.name)
+
+        def counted(*args, **kwargs):
+            self.count["n"] += 1
+            return original(*args, **kwargs)
+
+        obj.__dict__[self.name] = counted  # an instance attribute shadows the method
+        return self.count
+
+    def __exit__(self, *exc) -> None:
+        self.obj.__dict__.pop(self.name, None)
+
+
+class GpytorchKernelChecks(BaseKernelTestCase):
+    """gpytorch's ``BaseKernelTestCase`` on a pytest class, through the mixin's ``create()``.
+
+    ``create()`` returns an exact kernel or an *unfitted* approximation (fitted
+    by the gpytorch kernel on the first inputs it sees); kernels with a
+    trainable lengthscale also run the ARD checks. Data are gpytorch's own
+    vectors (override the ``create_data_*`` hooks for images).
+    """
+
+    seed = 0
+
+    @pytest.fixture(autouse=True)
+    def _gpytorch_seed(self):
+        self.setUp()  # BaseTestCase's seeding (pytest calls no unittest hooks here)
+        yield
+        self.tearDown()
+
+    # unittest's assertions that the base case uses beyond its own
+    def assertNotEqual(self, first, second):
+        assert first != second
+
+    def assertRaisesRegex(self, exception, pattern):
+        return pytest.raises(exception, match=pattern)
+
+    def _zoo(self):
+        from kernelzoo.kernels.base import Kernel
+
+        obj = self.create()
+        return obj, (obj if isinstance(obj, Kernel) else obj.kernel)
+
+    def create_kernel_no_ard(self, **kwargs):
+        return self._zoo()[0].to_gpytorch(**kwargs)
+
+    def create_kernel_ard(self, num_dims, **kwargs):
+        obj, kernel = self._zoo()
+        if "lengthscale" not in kernel.trainable_params().values():
+            raise NotImplementedError  # the base case then skips the ARD checks
+        return obj.to_gpytorch(ard_num_dims=num_dims, **kwargs)

@@ -5,7 +5,8 @@ them (public classes of every module of ``benchmarks/asv_bench``, methods named
 ``time_``/``peakmem_``/``track_``), run in the suite's smoke mode (every size
 shrunk to a few rows) at the smallest numeric parameters and every other
 parameter value. A setup that raises ``NotImplementedError`` is a skip, as in
-asv (no GPU, a family not written yet, a peer not installed).
+asv (no GPU, a method the kernel does not have, a peer not installed); a
+kernelzoo module that fails to import fails here.
 """
 
 from __future__ import annotations
@@ -105,10 +106,10 @@ def test_benchmark_runs_once_at_smallest_parameters(cls, methods):
         ran += 1
     reasons = " ".join(reason for _, reason in skipped)
     needs_gpu = "no CUDA device" in reasons and not torch.cuda.is_available()
-    assert ran > 0 or needs_gpu or "No module named 'kernelzoo." in reasons, skipped
+    assert ran > 0 or needs_gpu, skipped
     for _, reason in skipped:  # skips are only for the documented reasons
         assert re.search(
-            r"no CUDA|No module named 'kernelzoo|not installed|CPU only|has no|budget|n <=|venv",
+            r"no CUDA|not installed|CPU only|has no|budget|n <=|venv",
             reason,
         ), reason
 

@@ -107,8 +107,6 @@ def test_bench_tests_no_family_name():
     names = set(kz.available())
     found = []
     for path in bench.rglob("*.py"):
-        if path.name == "gp.py" and path.parent.name == "bench":
-            continue  # the GP harness module: its own issue (capabilities, issue 15)
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Compare):
                 for side in [node.left, *node.comparators]:

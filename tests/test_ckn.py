@@ -16,9 +16,7 @@ from kernelzoo.kernels.functional.ckn_ops import pooling_matrix
 from kernelzoo.ops.linalg import inv_sqrt_psd
 from tests.kernel_mixin import KernelTestMixin, rel_err
 
-ORACLE = Path(__file__).resolve().parents[2] / "shared" / "oracle"
-if not ORACLE.exists():  # the shared folder beside the checkout
-    ORACLE = Path("/work/shared/oracle")
+ORACLE = Path(__file__).resolve().parent / "data"  # copies of the shared oracle files
 
 
 def _images(n, c, h, w, seed=0, dtype=torch.float64):
@@ -310,16 +308,6 @@ class TestCKNApproximations(CKNInputs, KernelTestMixin):
 
     def create(self):
         return kz.kernel(self.spec).approximate(self.method, budget=self.budget, seed=3)
-
-    def test_gram_is_features_product_and_save_load(self, tmp_path):
-        x, y = self.inputs()
-        a = self.fitted()
-        fx = a.features(x)
-        assert fx.shape == (x.shape[0], a.n_features)
-        torch.testing.assert_close(a.gram(x, y), fx @ a.features(y).T)
-        a.save(tmp_path / "a.pt")
-        b = kz.load(tmp_path / "a.pt")
-        torch.testing.assert_close(b.gram(x, y), a.gram(x, y), rtol=0, atol=0)
 
 
 def _labelled(n=60, seed=0, dtype=torch.float64):

@@ -26,7 +26,7 @@ distributed = pytest.importorskip("distributed")
 
 import kernelzoo as kz
 from kernelzoo.integrations.dask import gram_to_store
-from kernelzoo.integrations.store import (
+from kernelzoo.store import (
     MANIFEST_NAME,
     load_store,
     open_store,
@@ -191,20 +191,12 @@ def test_float32_and_features_store(address, tmp_path):
 
 
 def test_incomplete_store_is_refused_by_readers(tmp_path):
-    from kernelzoo.integrations.dask import _open_or_create
+    from kernelzoo.integrations.dask.layout import Layout
+    from kernelzoo.integrations.dask.stores import open_or_create
 
-    layout = {
-        "kind": "gram",
-        "kernel": SPEC,
-        "approximation": None,
-        "x": None,
-        "y": None,
-        "symmetric": True,
-        "shape": [10, 10],
-        "dtype": "float64",
-        "tile": [5, 5],
-    }
-    _open_or_create(str(tmp_path / "K.zarr"), layout)
+    layout = Layout(kind="gram", kernel=SPEC, approximation=None, x=None, y=None,
+                    symmetric=True, shape=[10, 10], dtype="float64", tile=[5, 5])
+    open_or_create(str(tmp_path / "K.zarr"), layout)
     with pytest.raises(ValueError, match="incomplete: 4 of 4 chunks"):
         load_store(tmp_path / "K.zarr")
     assert np.isnan(load_store(tmp_path / "K.zarr", allow_incomplete=True)).all()

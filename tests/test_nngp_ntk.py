@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -19,9 +18,7 @@ from kernelzoo.kernels.functional import compile as kz_compile
 from kernelzoo.kernels.functional import conv_pairs
 from tests.kernel_mixin import KernelTestMixin, rel_err
 
-ORACLE = Path(__file__).resolve().parents[2] / "shared" / "oracle"
-if not ORACLE.exists():  # the checkout may live elsewhere
-    ORACLE = Path(os.environ.get("KERNELZOO_ORACLE", "/work/shared/oracle"))
+ORACLE = Path(__file__).resolve().parent / "data"  # copies of the shared oracle files
 ORACLE_FILES = ["fc_relu_d2", "fc_erf_d3_cross", "conv_relu_d2_gap", "conv_relu_d2_flatten"]
 
 
@@ -32,10 +29,7 @@ def _eager_only(monkeypatch):
 
 
 def _load_oracle(name):
-    path = ORACLE / f"{name}.npz"
-    if not path.exists():
-        pytest.skip(f"oracle file {path} not available")
-    data = np.load(path)
+    data = np.load(ORACLE / f"{name}.npz")
     spec = json.loads(str(data["spec"]))
     x2 = data["x2"] if "x2" in data.files else None
     return spec, data["x1"], x2, {"nngp": data["nngp"], "ntk": data["ntk"]}

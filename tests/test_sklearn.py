@@ -20,28 +20,15 @@ _Y = _DIGITS.target[:300]
 _X.setflags(write=False)
 
 
-def _available(spec: str, method: str) -> bool:
-    family = kz.registry.parse_spec(spec)[0]
-    try:
-        kz.kernel(family)
-        kz.registry.approximation_class(family, method)
-    except (ImportError, AttributeError):
-        return False
-    return True
-
-
 ESTIMATORS = [
     KernelFeatures(),
     KernelFeatures(kernel="rbf(lengthscale=2.0)", method="rff", budget=32, random_state=0),
     KernelFeatures(kernel="rbf", method="orf", budget=16, random_state=0),
     KernelFeatures(kernel="arccos(degree=2, depth=2)", method="nystrom", budget=8,
                    random_state=0, landmarks="kmeans"),
+    KernelFeatures(kernel="nngp(architecture='fc', depth=2)", method="monte-carlo",
+                   budget=32, random_state=0),
 ]
-if _available("nngp", "monte-carlo"):
-    ESTIMATORS.append(
-        KernelFeatures(kernel="nngp(architecture='fc', depth=2)", method="monte-carlo",
-                       budget=32, random_state=0)
-    )
 
 
 @parametrize_with_checks(ESTIMATORS)
@@ -114,7 +101,6 @@ def test_random_state_none_and_instances():
     assert np.isfinite(KernelFeatures(budget=16).fit_transform(_X[:5])).all()
 
 
-@pytest.mark.skipif(not _available("ckn", "layerwise"), reason="ckn is not in this tree yet")
 def test_conv_kernel_features_with_image_shape():
     est = KernelFeatures(kernel="ckn(n_layers=2)", method="layerwise", budget=[8, 16],
                          random_state=0, image_shape=(1, 8, 8))
@@ -126,7 +112,6 @@ def test_conv_kernel_features_with_image_shape():
     assert out.shape == (40, est.n_features_out_)
 
 
-@pytest.mark.skipif(not _available("ckn", "supervised"), reason="ckn is not in this tree yet")
 def test_supervised_method_needs_labels():
     est = KernelFeatures(kernel="ckn(n_layers=1)", method="supervised", budget=[4],
                          random_state=0, image_shape=(1, 8, 8))

@@ -1,9 +1,10 @@
 """Shared pieces of the asv suite: threads, sizes, data, devices and skips.
 
 A benchmark whose setup raises ``NotImplementedError`` is reported by asv as
-skipped ("n/a"): that is how the suite skips CUDA without a GPU, a kernel
-family or approximation whose module does not exist yet, and a peer library
-that is not installed, so the suite never breaks while the library grows.
+skipped ("n/a"): that is how the suite skips CUDA without a GPU, a method that
+a kernel does not have (parameter grids cross kernels and methods) and a peer
+library that is not installed. A kernelzoo module that fails to import is an
+error, never a skip.
 """
 
 from __future__ import annotations
@@ -67,20 +68,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _missing_kernelzoo_module(exc: BaseException) -> bool:
-    return isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("kernelzoo")
-
-
-def kernel_or_skip(spec: str):
-    """``kz.kernel(spec)``; skips the benchmark while the family's module does not exist."""
+def make_kernel(spec: str):
+    """``kz.kernel(spec)``."""
     import kernelzoo as kz
 
-    try:
-        return kz.kernel(spec)
-    except ModuleNotFoundError as exc:
-        if _missing_kernelzoo_module(exc):
-            raise NotImplementedError(f"{spec}: {exc}") from exc
-        raise
+    return kz.kernel(spec)
 
 
 def approximation_options(method: str) -> dict[str, Any]:
@@ -91,15 +83,10 @@ def approximation_options(method: str) -> dict[str, Any]:
 
 
 def approximation_or_skip(kernel, method: str, budget: Any, seed: int = 0):
-    """``kernel.approximate(method, budget, seed)``; skips while the method does not exist."""
+    """``kernel.approximate(method, budget, seed)``; skips a method the kernel does not have."""
     if method not in kernel.approximations:
         raise NotImplementedError(f"{kernel.family} has no approximation {method!r}")
-    try:
-        return kernel.approximate(method, budget=budget, seed=seed, **approximation_options(method))
-    except ModuleNotFoundError as exc:
-        if _missing_kernelzoo_module(exc):
-            raise NotImplementedError(f"{kernel.family}/{method}: {exc}") from exc
-        raise
+    return kernel.approximate(method, budget=budget, seed=seed, **approximation_options(method))
 
 
 def random_vectors(n: int, dtype: str, device: torch.device, seed: int = 0) -> torch.Tensor:
@@ -144,7 +131,7 @@ CONV_KERNELS = [label for label, (_, kind) in KERNELS.items() if kind == "images
 def kernel_inputs(label: str, n: int, dtype: str, device: torch.device, seed: int = 0):
     """The kernel of ``label`` and ``n`` inputs of the kind it takes (skips absent families)."""
     spec, kind = KERNELS[label]
-    kernel = kernel_or_skip(spec)
+    kernel = make_kernel(spec)
     make = random_vectors if kind == "vectors" else random_images
     return kernel, make(size(n), dtype, device, seed)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import _common
-from ._common import approximation_or_skip, kernel_or_skip, pin_threads, size
+from ._common import approximation_or_skip, make_kernel, pin_threads, size
 from .bench_approx import APPROXIMATIONS, LABELLED
 
 #: label -> spec on digits (labels as in _common.KERNELS)
@@ -96,7 +96,7 @@ class DigitsAccuracyExact:
 
     def setup(self, kernel):
         pin_threads()
-        self.kernel = kernel_or_skip(DIGITS_KERNELS[kernel])
+        self.kernel = make_kernel(DIGITS_KERNELS[kernel])
         self.fit, self.val, self.test = _digits()
 
     def track_test_accuracy(self, kernel):
@@ -116,7 +116,7 @@ class DigitsAccuracyApprox:
     def setup(self, approximation, budget):
         pin_threads()
         kernel_label, method = APPROXIMATIONS[approximation]
-        kernel = kernel_or_skip(DIGITS_KERNELS[kernel_label])
+        kernel = make_kernel(DIGITS_KERNELS[kernel_label])
         self.fit, self.val, self.test = _digits()
         budget = size(budget)
         if method == "nystrom" and budget > len(self.fit[1]):

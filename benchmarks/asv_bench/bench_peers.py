@@ -40,7 +40,7 @@ from ._common import (
     approximation_or_skip,
     as_numpy,
     device_or_skip,
-    kernel_or_skip,
+    make_kernel,
     pin_threads,
     random_images,
     random_vectors,
@@ -71,7 +71,7 @@ def rbf_gram_fn(tool: str, x: torch.Tensor):
     """A zero-argument callable evaluating the dense Gaussian Gram of ``x`` with ``tool``."""
     device = x.device
     if tool == "kernelzoo":
-        kernel = kernel_or_skip(f"rbf(lengthscale={LENGTHSCALE!r})")
+        kernel = make_kernel(f"rbf(lengthscale={LENGTHSCALE!r})")
         return lambda: kernel.gram(x)
     if tool == "scikit-learn":
         _skip_cpu_only(tool, device)
@@ -135,7 +135,7 @@ def approx_fns(tool: str, budget: int, x_fit: torch.Tensor, seed: int = 0):
     ``gram(model, x)`` the dense approximate Gram ``(n, n)``.
     """
     if tool.startswith("kernelzoo-"):
-        kernel = kernel_or_skip(f"rbf(lengthscale={LENGTHSCALE!r})")
+        kernel = make_kernel(f"rbf(lengthscale={LENGTHSCALE!r})")
         method = tool.removeprefix("kernelzoo-")
         approx = approximation_or_skip(kernel, method, budget, seed=seed)
         return (lambda: approx.fit(x_fit)), (lambda a, x: a.features(x)), (lambda a, x: a.gram(x))
@@ -306,7 +306,7 @@ class PeersConvKernel:
         pin_threads()
         self.x = random_images(size(n), dtype, torch.device("cpu"))
         if tool == "kernelzoo":
-            self.kernel = kernel_or_skip(CONV_SPECS[kernel])
+            self.kernel = make_kernel(CONV_SPECS[kernel])
         elif nt_python() is None:
             raise NotImplementedError("neural-tangents venv not found (set KERNELZOO_NT_PYTHON)")
 

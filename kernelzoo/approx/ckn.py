@@ -19,7 +19,9 @@ to the sphere after every step.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernelzoo.approx.base import Approximation, check_budget, generator
+from kernelzoo.approx.kmeans import spherical_kmeans
 from kernelzoo.kernels.functional.ckn_ops import kappa_fn, pooling_matrix
 from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
-from kernelzoo.ops.linalg import inv_sqrt_psd
+from kernelzoo.ops.linalg import default_rel_clip, inv_sqrt_psd
 
 __all__ = ["CKNLayer", "CKNNetwork", "LayerwiseCKN", "SupervisedCKN", "spherical_kmeans"]
 
@@ -78,6 +81,21 @@ class CKNLayer(nn.Module):
         with torch.no_grad():
             self.weight.copy_(safe_div(self.weight, self.weight.norm(dim=1, keepdim=True)))
 
+    @contextlib.contextmanager
+    def using_sigma(self, sigma: float | torch.Tensor) -> Iterator[CKNLayer]:
+        """Evaluate the layer with another ``sigma`` inside the block (a float or a
+        differentiable scalar tensor, e.g. a trained gpytorch parameter).
+
+        The cached normalisation is dropped on entry and on exit, and the float
+        sigma is restored, so that the module still deep-copies and pickles.
+        """
+        fixed = self.sigma
+        self.sigma, self._cache = sigma, {}
+        try:
+            yield self
+        finally:
+            self.sigma, self._cache = fixed, {}
+
     def normalization(self) -> torch.Tensor:
         """``(kappa(Z Z^T) + eps I)^{-1/2}``, ``(p, p)``; cached while the anchors do not change."""
         z = self.weight
@@ -90,7 +108,7 @@ class CKNLayer(nn.Module):
         gram = kappa_fn(z @ z.T, self.kappa, self.sigma)
         rel_clip = self.rel_clip
         if rel_clip is None:
-            rel_clip = 1e-6 if z.dtype == torch.float32 else 1e-12
+            rel_clip = default_rel_clip(z.dtype)
         out = inv_sqrt_psd(gram, eps=self.eps, rel_clip=rel_clip)
         if not track:
             self._cache = {key: out}
@@ -162,57 +180,6 @@ class CKNNetwork(nn.Module):
         return self.maps(x).flatten(1)
 
 
-def _kmeans_plus_plus(points: torch.Tensor, n_clusters: int, gen: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding on the sphere: each new centre drawn with probability ~ 1 - max cos."""
-    n = points.shape[0]
-    uniforms = torch.rand(n_clusters, generator=gen, dtype=torch.float64)
-    first = int(uniforms[0] * n)
-    chosen = [min(first, n - 1)]
-    closest = (points @ points[chosen[0]]).clamp(-1.0, 1.0)
-    for c in range(1, n_clusters):
-        dist = (1.0 - closest).clamp_min(0.0).double()
-        cum = dist.cumsum(0)
-        if float(cum[-1]) <= 0:  # every point is already a centre
-            idx = int(uniforms[c] * n)
-        else:
-            target = (uniforms[c] * cum[-1]).to(cum.device)
-            idx = int(torch.searchsorted(cum, target.reshape(1)).clamp_max(n - 1))
-        chosen.append(idx)
-        closest = torch.maximum(closest, points @ points[idx])
-    return points[torch.tensor(chosen, device=points.device)].clone()
-
-
-def spherical_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int,
-                     gen: torch.Generator) -> torch.Tensor:
-    """Spherical k-means on unit-norm rows (cosine similarity, centres renormalised).
-
-    With at most ``n_clusters`` distinct points, the distinct points themselves.
-    Initial centres by k-means++ seeding (with ``1 - cos`` as the distance), and
-    the reseeding of empty clusters, are drawn from ``gen``.
-
-    Shape: ``(N, D)`` -> ``(min(n_clusters, distinct N), D)``.
-    """
-    n = points.shape[0]
-    if n <= 4 * n_clusters:
-        unique = torch.unique(points, dim=0)
-        if unique.shape[0] <= n_clusters:
-            return unique
-    centres = _kmeans_plus_plus(points, n_clusters, gen)
-    chunk = max(1, (1 << 25) // max(1, n_clusters))
-    for _ in range(n_iter):
-        assign = torch.cat([
-            (points[s:s + chunk] @ centres.T).argmax(1) for s in range(0, n, chunk)
-        ])
-        sums = torch.zeros_like(centres).index_add_(0, assign, points)
-        counts = torch.bincount(assign, minlength=n_clusters)
-        empty = (counts == 0).nonzero().flatten()
-        if empty.numel():
-            refill = torch.randint(n, (empty.numel(),), generator=gen).to(points.device)
-            sums[empty] = points[refill]
-        centres = safe_div(sums, sums.norm(dim=1, keepdim=True))
-    return centres
-
-
 class LayerwiseCKN(Approximation):
     """Mairal's Nyström CKN network with anchors from spherical k-means, layer by layer.
 
@@ -236,6 +203,7 @@ class LayerwiseCKN(Approximation):
     """
 
     method = "layerwise"
+    trains_features = True  # :meth:`network`: anchors as parameters (gpytorch trains them)
     options: ClassVar[dict[str, Any]] = {
         "n_patches": 100000, "kmeans_iters": 20, "eps": 0.0, "rel_clip": None, "batch_size": 256,
     }
@@ -411,6 +379,8 @@ class SupervisedCKN(LayerwiseCKN):
     """
 
     method = "supervised"
+    requires_labels = True
+    trains_features = False  # trained for classification already: fixed features downstream
     options: ClassVar[dict[str, Any]] = {
         **LayerwiseCKN.options, "batch_size": 128, "epochs": 10, "lr": 0.01, "momentum": 0.9,
         "lr_final": 0.1, "val_fraction": 0.2, "classifier": "ridge", "min_lambda": 1e-4,

@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from kernelzoo._validation import get_memory_budget, parse_memory_budget
-from kernelzoo.approx.base import Approximation, generator
+from kernelzoo._validation import check_int, get_memory_budget
+from kernelzoo.approx.base import Approximation, check_budget, generator
 from kernelzoo.kernels.functional.architecture import Net, conv_shapes
 from kernelzoo.kernels.functional.conv import pad_axis
 
@@ -129,9 +129,7 @@ def _output(params: dict[str, torch.Tensor], x: torch.Tensor, net: Net) -> torch
     return out
 
 
-def _check_width(kernel, budget: Any) -> int:
-    from kernelzoo.approx.base import check_budget
-
+def _check_width(budget: Any) -> int:
     return check_budget(budget, "budget (network width)")
 
 
@@ -152,12 +150,10 @@ class MonteCarloNNGP(Approximation):
     options: ClassVar[dict[str, Any]] = {"n_samples": 1}
 
     def _check_budget(self, budget: Any) -> int:
-        return _check_width(self.kernel, budget)
+        return _check_width(budget)
 
     def _check_options(self) -> None:
-        n = self.opts["n_samples"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n_samples must be an integer >= 1, got {n!r}")
+        self.opts["n_samples"] = check_int(self.opts["n_samples"], "n_samples", minimum=1)
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         net = self.kernel.net
@@ -195,10 +191,10 @@ class EmpiricalNTK(Approximation):
 
     J is the Jacobian of the scalar output (the final ``Dense(1)``, which is
     required) with respect to every parameter, by ``torch.func``; the Gram is
-    evaluated tile by tile so that the Jacobians held at once stay under the
-    memory budget. :meth:`features` returns J itself when ``n x n_params``
-    numbers fit in the budget and raises a ``ValueError`` saying how much it
-    needs otherwise.
+    evaluated tile by tile (:meth:`Approximation.gram`) so that the Jacobians
+    held at once stay under the memory budget. :meth:`features` returns J
+    itself when ``n x n_params`` numbers fit in the budget and raises a
+    ``ValueError`` saying how much it needs otherwise.
 
     Shape: ``gram(X, Y)``: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``;
     ``features(X)`` -> ``(n, n_params)``.
@@ -206,9 +202,10 @@ class EmpiricalNTK(Approximation):
 
     method = "empirical"
     options: ClassVar[dict[str, Any]] = {}
+    gram_only = True  # J has one column per network parameter
 
     def _check_budget(self, budget: Any) -> int:
-        return _check_width(self.kernel, budget)
+        return _check_width(budget)
 
     def _check_options(self) -> None:
         if not self.kernel.net.readout_dense:
@@ -242,36 +239,13 @@ class EmpiricalNTK(Approximation):
         per_row = 2 * self.n_features_ * x.element_size()
         return max(1, budget // (2 * per_row))
 
-    def gram(self, X: Any, Y: Any = None, memory_budget: float | str | None = None):
-        self._budget_now = parse_memory_budget(memory_budget)
-        try:
-            return super().gram(X, Y, memory_budget)
-        finally:
-            self._budget_now = None
-
     def _gram_block(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        budget = getattr(self, "_budget_now", None) or get_memory_budget()
-        step = self._rows_per_block(x, budget)
-        other = x if y is None else y
-        if x.shape[0] + (0 if y is None else other.shape[0]) <= 2 * step:
-            jx = self._jacobian(x)
-            jy = jx if y is None else self._jacobian(y)
-            return jx @ jy.T
-        # tiles: each row block's Jacobian once, the column blocks' recomputed per row block
-        out = torch.empty((x.shape[0], other.shape[0]), dtype=x.dtype, device=x.device)
-        for r0 in range(0, x.shape[0], step):
-            jx = self._jacobian(x[r0 : r0 + step])
-            for c0 in range(r0 if y is None else 0, other.shape[0], step):
-                same = y is None and c0 == r0
-                jy = jx if same else self._jacobian(other[c0 : c0 + step])
-                block = jx @ jy.T
-                out[r0 : r0 + step, c0 : c0 + step] = block
-                if y is None and not same:
-                    out[c0 : c0 + step, r0 : r0 + step] = block.T
-        return out
+        jx = self._jacobian(x)
+        jy = jx if y is None else self._jacobian(y)
+        return jx @ jy.T
 
     def diag(self, X: Any) -> torch.Tensor:
-        x = self._input(X)
+        x = self.prepare(X)
         step = max(1, self._rows_per_block(x, get_memory_budget()))
         return torch.cat([self._jacobian(x[s : s + step]).square().sum(1)
                           for s in range(0, x.shape[0], step)])

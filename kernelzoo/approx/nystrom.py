@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from kernelzoo.approx.base import Approximation, check_budget, generator
-from kernelzoo.ops.linalg import inv_sqrt_psd
+from kernelzoo.ops.linalg import default_rel_clip, inv_sqrt_psd
 
 __all__ = ["Nystrom", "nested_permutation"]
 
@@ -29,12 +29,15 @@ class Nystrom(Approximation):
 
     Options
     -------
-    landmarks : 'uniform' | 'kmeans' | array of shape (budget, ...)
+    landmarks : 'uniform' | 'kmeans' | array of shape (m, ...)
+        Given landmarks need no ``budget`` (it is their number ``m``); a
+        budget given with them must equal ``m``.
     eps : float, default 0.0
         Ridge added to the landmark Gram's eigenvalues.
     rel_clip : float, optional
-        Eigenvalues below ``rel_clip * max`` are clipped (default 1e-12 for
-        float64 inputs, 1e-6 for float32).
+        Eigenvalues below ``rel_clip * max`` are clipped (default
+        :func:`~kernelzoo.ops.linalg.default_rel_clip`: 1e-12 for float64
+        inputs, 1e-6 for float32).
     """
 
     method = "nystrom"
@@ -52,12 +55,8 @@ class Nystrom(Approximation):
                 )
             if self.budget is None:
                 raise ValueError("budget (number of landmarks) is required for nystrom")
-        else:
-            n_given = len(lm)
-            if self.budget is None:
-                self.budget = n_given
-            elif self.budget != n_given:
-                raise ValueError(f"budget={self.budget} but {n_given} landmarks were given")
+        elif self.budget is not None and self.budget != len(lm):
+            raise ValueError(f"budget={self.budget} but {len(lm)} landmarks were given")
         eps = self.opts["eps"]
         if not isinstance(eps, (int, float)) or eps < 0:
             raise ValueError(f"eps must be a number >= 0, got {eps!r}")
@@ -88,7 +87,7 @@ class Nystrom(Approximation):
         z = self._choose_landmarks(x)
         rel_clip = self.opts["rel_clip"]
         if rel_clip is None:
-            rel_clip = 1e-6 if x.dtype == torch.float32 else 1e-12
+            rel_clip = default_rel_clip(x.dtype)
         kzz = self.kernel.gram(z).to(torch.float64)
         self.landmarks_ = z.detach().cpu()
         self.normalization_ = inv_sqrt_psd(

@@ -1,7 +1,11 @@
-"""Random feature maps: Fourier features of the Gaussian kernel (RFF, ORF) and
+"""Random feature maps: Fourier features of stationary kernels (RFF, ORF) and
 arc-cosine random features.
 
-All weights are drawn on the CPU in float64 from ``seed`` and cast on use.
+Fourier features draw their frequencies from the kernel's spectral density
+(:meth:`~kernelzoo.kernels.base.Kernel.spectral_frequencies`: Gaussian for
+``rbf``, multivariate Student-t for ``matern``), so any stationary family gets
+them by declaring ``"rff"`` among its approximations. All weights are drawn on
+the CPU in float64 from ``seed`` and cast on use.
 """
 
 from __future__ import annotations
@@ -18,18 +22,30 @@ __all__ = ["RandomFourierFeatures", "OrthogonalRandomFeatures", "ArcCosineFeatur
 class RandomFourierFeatures(Approximation):
     """Random Fourier features (Rahimi & Recht 2007), ``budget`` = D features.
 
-    ``z(x) = sqrt(2/D) cos(W x / lengthscale + b)``, W Gaussian, b uniform on [0, 2 pi).
+    ``z(x) = sqrt(2/D) cos(W x + b)``, the rows of W drawn from the kernel's
+    spectral density (for a lengthscale l, ``W = W_1 / l``), b uniform on
+    [0, 2 pi): ``E[z(x) . z(y)] = k(x - y)`` for a stationary kernel with
+    ``k(0) = 1``.
     """
 
     method = "rff"
+    #: the features are ``f(x / lengthscale)`` with draws independent of the lengthscale
+    features_of_scaled_input = True
+
+    def _check_options(self) -> None:
+        if not self.kernel.is_stationary:
+            raise ValueError(
+                f"{self.method} needs a stationary kernel (a spectral density); "
+                f"{self.kernel.family} is not"
+            )
 
     def _directions(self, d: int, gen: torch.Generator) -> torch.Tensor:
-        return torch.randn(self.budget, d, generator=gen, dtype=torch.float64)
+        return self.kernel.spectral_frequencies(self.budget, d, gen)
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
         gen = generator(self.seed)
         d = x.shape[1]
-        self.weights_ = self._directions(d, gen) / self.kernel.lengthscale
+        self.weights_ = self._directions(d, gen)
         self.offsets_ = torch.rand(self.budget, generator=gen, dtype=torch.float64) * (2 * math.pi)
         self.n_features_ = self.budget
 
@@ -42,10 +58,13 @@ class RandomFourierFeatures(Approximation):
 class OrthogonalRandomFeatures(RandomFourierFeatures):
     """Orthogonal random features (Yu et al. 2016), ``budget`` = D features.
 
-    Directions come in blocks ``S Q``: Q a Haar-random orthogonal d x d matrix
-    (QR of a Gaussian matrix, signs fixed), S diagonal with chi(d) entries, so
-    each direction is marginally Gaussian but directions within a block are
-    orthogonal, which lowers the variance at equal D.
+    Frequencies come in blocks ``S Q``: Q a Haar-random orthogonal d x d matrix
+    (QR of a Gaussian matrix, signs fixed), S diagonal with the lengths of d
+    independent draws from the kernel's spectral density (chi(d) / lengthscale
+    for rbf). For an isotropic density each frequency then has the right
+    distribution (a uniform direction times an independent length), while the
+    frequencies within a block are orthogonal, which lowers the variance at
+    equal D.
     """
 
     method = "orf"
@@ -55,8 +74,8 @@ class OrthogonalRandomFeatures(RandomFourierFeatures):
         for _ in range(math.ceil(self.budget / d)):
             q, r = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
             q = q * torch.sign(torch.diagonal(r))[None, :]
-            norms = torch.randn(d, d, generator=gen, dtype=torch.float64).norm(dim=1)
-            blocks.append(norms[:, None] * q.T)
+            lengths = self.kernel.spectral_frequencies(d, d, gen).norm(dim=1)
+            blocks.append(lengths[:, None] * q.T)
         return torch.cat(blocks)[: self.budget]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kernelzoo.report.tables import EXACT as _EXACT
+from kernelzoo._tidy import EXACT, TIMING_METRICS, budget_column
+from kernelzoo._version import __version__
 
 __all__ = [
     "COLUMNS",
@@ -50,17 +50,8 @@ COLUMNS: tuple[str, ...] = (
     "harness", "family", "spec", "method", "budget", "n_features", "seed", "split", "dataset",
     "n", "metric", "value", "device", "dtype", "seconds", "error",
 )  # fmt: skip
-
-#: The method name of an exact kernel (every other method is an approximation), defined
-#: once with the results schema's readers: :data:`kernelzoo.report.tables.EXACT`.
-EXACT = _EXACT
-
-#: Metrics that measure time or memory: their values (like the ``seconds`` column) differ
-#: from run to run; every other value of ``results.csv`` is the same for the same command.
-TIMING_METRICS: frozenset[str] = frozenset({
-    "gram_seconds", "fit_seconds", "eval_seconds", "feature_seconds", "pairs_per_second",
-    "images_per_second", "peak_memory_bytes", "train_seconds", "predict_seconds",
-})
+# ``EXACT`` (the method of exact kernels) and ``TIMING_METRICS`` (metrics whose values
+# change from run to run) live in kernelzoo._tidy, shared with the reports.
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -205,20 +196,10 @@ def to_frame(
     # budgets are ints for most methods and per-layer lists for some: keep them as objects
     for col in ("n", "seed", "split", "n_features"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    frame["budget"] = _budget_column(frame["budget"])
+    frame["budget"] = budget_column(frame["budget"])
     frame["error"] = frame["error"].fillna("")
     frame.attrs["metadata"] = metadata if metadata is not None else run_metadata()
     return frame
-
-
-def _budget_column(budget: pd.Series) -> pd.Series:
-    """Integers as nullable ints; per-layer lists (strings) keep the column as objects."""
-    numeric = pd.to_numeric(budget, errors="coerce")
-    if numeric.notna().sum() == budget.notna().sum():
-        if ((numeric.dropna() % 1) == 0).all():
-            return numeric.astype("Int64")
-        return numeric
-    return budget.astype(object)
 
 
 # ---------------------------------------------------------------------------- metadata
@@ -263,10 +244,8 @@ def device_name(device: Any = "cpu") -> str:
 
 def run_metadata(device: Any = "cpu", **more: Any) -> dict[str, Any]:
     """Versions, git commit and machine of this run (goes in ``df.attrs["metadata"]``)."""
-    import kernelzoo
-
     return {
-        "kernelzoo": kernelzoo.__version__,
+        "kernelzoo": __version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,
@@ -420,24 +399,6 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------- small helpers
-_SLUG = re.compile(r"[^A-Za-z0-9]+")
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of a label."""
-    return _SLUG.sub("-", text).strip("-").lower() or "x"
-
-
-def geometric_budgets(low: int, high: int, factor: int = 2) -> list[int]:
-    """``low, low*factor, ...`` up to ``high`` (inclusive where it lands)."""
-    if low < 1 or high < low or factor < 2:
-        raise ValueError(f"need 1 <= low <= high and factor >= 2, got {low}, {high}, {factor}")
-    out = [low]
-    while out[-1] * factor <= high:
-        out.append(out[-1] * factor)
-    return out
-
-
 def iter_grid(grid: dict[str, Sequence[Any]]) -> Iterator[dict[str, Any]]:
     """Every combination of a ``{name: values}`` grid (one empty dict for an empty grid)."""
     import itertools

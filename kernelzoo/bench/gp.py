@@ -64,6 +64,7 @@ from kernelzoo.bench._common import (
     timed,
     to_frame,
 )
+from kernelzoo.ops.distances import median_nonzero_distance
 
 __all__ = [
     "DEFAULT_BUDGETS",
@@ -214,13 +215,6 @@ def _gp_model(train_x, train_y, covar, likelihood):
     return _ExactGP()
 
 
-def _median_distance(x: torch.Tensor, seed: int) -> float:
-    gen = torch.Generator().manual_seed(seed)
-    sub = x[torch.randperm(len(x), generator=gen)[:500].to(x.device)]
-    d = torch.cdist(sub, sub)
-    return float(d[d > 0].median()) if (d > 0).any() else 1.0
-
-
 def _covariance(case: KernelCase, method: str, budget: Any, x_train: torch.Tensor,
                 image_shape, seed: int, likelihood, gram_dtype: torch.dtype | None = None,
                 train_anchors: bool = True):
@@ -228,9 +222,10 @@ def _covariance(case: KernelCase, method: str, budget: Any, x_train: torch.Tenso
     import gpytorch
 
     kernel = case.kernel
-    if kernel.family == "rbf" and "lengthscale" not in case.fixed:
-        # an initial lengthscale on the data's scale; the likelihood refines it
-        kernel = kernel.__class__(lengthscale=_median_distance(x_train, seed))
+    trained = kernel.trainable_params()
+    free = [n for n, kind in trained.items() if kind == "lengthscale" and n not in case.fixed]
+    if free:  # an initial lengthscale on the data's scale; the likelihood refines it
+        kernel = kernel.replace(**{free[0]: median_nonzero_distance(x_train, seed)})
     conv = getattr(kernel, "is_conv", False)
     shape_opt = {"image_shape": image_shape} if conv else {}
     exact_opt = dict(shape_opt)
@@ -245,14 +240,14 @@ def _covariance(case: KernelCase, method: str, budget: Any, x_train: torch.Tenso
         covar = gpytorch.kernels.InducingPointKernel(
             base, inducing_points=x_train[idx].clone(), likelihood=likelihood
         )
-        if kernel.family != "rbf":  # fixed kernels: fixed inducing points, cached blocks
+        if "lengthscale" not in trained.values():  # fixed kernels: fixed points, cached blocks
             covar.inducing_points.requires_grad_(False)
         return covar, None
     approx = kernel.approximate(method, budget=budget, seed=seed)
     fit_x = x_train if not conv else x_train.reshape(len(x_train), *image_shape)
     approx.fit(fit_x)
     gp_opts = dict(shape_opt)
-    if kernel.family == "ckn" and not train_anchors:
+    if approx.trains_features and not train_anchors:
         gp_opts["train_hyperparameters"] = False  # k-means anchors kept, features cached
     return gpytorch.kernels.ScaleKernel(approx.to_gpytorch(**gp_opts)), approx
 
@@ -330,8 +325,9 @@ def _methods_for(case: KernelCase, methods: Sequence[str] | None, n_train: int,
     limit = exact_max_n["conv" if conv else "vector"]
     if methods is None:
         chosen = ["exact" if n_train <= limit else "sgpr"]
-        if kernel.family == "ckn":
-            chosen.append("layerwise")
+        # approximations whose features train through the likelihood (the layerwise CKN)
+        chosen += [m for m in kernel.approximations
+                   if kernel.approximation_class(m).trains_features]
     else:
         chosen = list(methods)
     out = []

@@ -17,14 +17,13 @@ from kernelzoo.data.datasets import (
     data_home,
     dataset_dir,
     load_dataset,
-    make_blobs,
-    make_images,
-    train_val_test_split,
 )
 from kernelzoo.data.deform import displacement_norms, smooth_deformation, translate, warp
 from kernelzoo.data.fetch import fetch, install_idx_files
 from kernelzoo.data.idx import find_idx_files, read_idx, write_idx
 from kernelzoo.data.preprocess import PatchZCA, extract_patches, standardize_images
+from kernelzoo.data.splits import train_val_test_split
+from kernelzoo.data.synthetic import make_blobs, make_images
 
 __all__ = [
     "Dataset",

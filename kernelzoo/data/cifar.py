@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from kernelzoo._validation import check_int
+
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_FOLDER", "find_cifar10_dir", "read_cifar10"]
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -150,8 +152,8 @@ def read_cifar10(
     splits = {"train": ("train",), "test": ("test",), "all": ("train", "test")}
     if split not in splits:
         raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-        raise ValueError(f"n must be a positive int or None, got {n!r}")
+    if n is not None:
+        n = check_int(n, "n", positive=True)
     folder = find_cifar10_dir(root, splits[split])
     names = [b for s in splits[split] for b in (_TRAIN_BATCHES if s == "train" else _TEST_BATCHES)]
     images, labels, count = [], [], 0

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from kernelzoo._validation import check_int
 from kernelzoo.data import cifar
+from kernelzoo.data.splits import split_indices, train_val_test_split
+from kernelzoo.data.synthetic import make_blobs, make_images
 from kernelzoo.data.idx import IDX_ROLES, check_idx_pair, find_idx_files, idx_file_name, read_idx
 
 __all__ = [
@@ -165,8 +166,8 @@ def dataset_dir(name: str, root: str | Path | None = None) -> Path:
 
 
 def _check_n(n: Any) -> None:
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-        raise ValueError(f"n must be a positive int or None, got {n!r}")
+    if n is not None:
+        check_int(n, "n", positive=True)
 
 
 def load_dataset(
@@ -257,7 +258,7 @@ def _load_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     X, y = _digits_arrays()  # cached read-only; every split below is a fresh copy
     if split == "all":
         return X.copy(), y.copy()
-    train, _, test = _split_indices(y, 0, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED, True)
+    train, _, test = split_indices(y, 0, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED, True)
     idx = train if split == "train" else test
     return X[idx], y[idx]
 
@@ -350,240 +351,3 @@ def _load_synthetic(split: str, n: int | None) -> Dataset:
     y = np.concatenate([d[1] for d in draws])[:n]
     classes = tuple(str(c) for c in range(3))
     return Dataset(X, y, "synthetic", classes, split)
-
-
-def _balanced_labels(n: int, n_classes: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.permutation(np.arange(n, dtype=np.int64) % n_classes)
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def make_images(
-    n: int = 256,
-    shape: Sequence[int] = (1, 8, 8),
-    n_classes: int = 3,
-    *,
-    noise: float = 0.1,
-    seed: int = 0,
-    pattern_seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Small labelled images: a smooth pattern per class, jittered, plus noise.
-
-    Each class has a prototype per channel, ``0.5 + 0.25 (cos(2 pi <f1, u> +
-    phi1) + cos(2 pi <f2, u> + phi2))`` with frequencies of 0.5 to 2 cycles
-    per image, drawn from ``pattern_seed`` (so different ``seed`` values give
-    new samples of the *same* classes). Each image shifts the phases by up to
-    +-0.5 rad, scales the contrast by 0.8..1.2, adds Gaussian noise of
-    standard deviation ``noise`` and is clipped to [0, 1]. Classes are
-    balanced (``n % n_classes`` classes get one image more).
-
-    Parameters
-    ----------
-    n : int
-        Number of images.
-    shape : (C, H, W)
-        Image shape.
-    n_classes : int
-        Number of classes.
-    noise : float
-        Standard deviation of the pixel noise (>= 0).
-    seed : int
-        Seed of the labels, jitter and noise.
-    pattern_seed : int
-        Seed of the class prototypes.
-
-    Returns
-    -------
-    X : numpy.ndarray
-        float32 in [0, 1].
-    y : numpy.ndarray
-        int64 in ``0..n_classes-1``.
-
-    Shape
-    -----
-    ``X``: (n, C, H, W); ``y``: (n,).
-    """
-    n = _check_positive_int(n, "n")
-    n_classes = _check_positive_int(n_classes, "n_classes")
-    if len(shape) != 3:
-        raise ValueError(f"shape must be (C, H, W), got {tuple(shape)}")
-    n_channels, height, width = (_check_positive_int(s, "shape") for s in shape)
-    if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise!r}")
-    proto_rng = np.random.default_rng(pattern_seed)
-    # (n_classes, C, 2 waves, 2 axes) frequencies in cycles per image, and phases
-    freq = proto_rng.uniform(0.5, 2.0, (n_classes, n_channels, 2, 2))
-    freq *= proto_rng.choice([-1.0, 1.0], freq.shape)
-    phase = proto_rng.uniform(0.0, 2 * np.pi, (n_classes, n_channels, 2))
-
-    rng = np.random.default_rng(seed)
-    y = _balanced_labels(n, n_classes, rng)
-    jitter = rng.uniform(-0.5, 0.5, (n, n_channels, 2))
-    contrast = rng.uniform(0.8, 1.2, (n, 1, 1, 1))
-    rows = np.arange(height)[:, None] / height
-    cols = np.arange(width)[None, :] / width
-    f = freq[y]  # (n, C, 2, 2)
-    angle = (
-        2 * np.pi * (f[..., 0, None, None] * rows + f[..., 1, None, None] * cols)
-        + (phase[y] + jitter)[..., None, None]
-    )  # (n, C, 2, H, W)
-    X = 0.5 + 0.25 * contrast * np.cos(angle).sum(axis=2)
-    X += noise * rng.standard_normal(X.shape)
-    return np.clip(X, 0.0, 1.0).astype(np.float32), y
-
-
-def make_blobs(
-    n: int = 256,
-    n_features: int = 2,
-    n_classes: int = 3,
-    *,
-    spread: float = 1.0,
-    separation: float = 4.0,
-    seed: int = 0,
-    pattern_seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian blobs: one isotropic Gaussian per class around a random centre.
-
-    Centres are drawn from ``pattern_seed`` with standard deviation
-    ``separation`` per coordinate; samples add ``spread`` times standard
-    normal noise. Classes are balanced.
-
-    Returns
-    -------
-    X : numpy.ndarray
-        float32.
-    y : numpy.ndarray
-        int64.
-
-    Shape
-    -----
-    ``X``: (n, n_features); ``y``: (n,).
-    """
-    n = _check_positive_int(n, "n")
-    n_features = _check_positive_int(n_features, "n_features")
-    n_classes = _check_positive_int(n_classes, "n_classes")
-    if not spread >= 0:
-        raise ValueError(f"spread must be >= 0, got {spread!r}")
-    centres = separation * np.random.default_rng(pattern_seed).standard_normal(
-        (n_classes, n_features)
-    )
-    rng = np.random.default_rng(seed)
-    y = _balanced_labels(n, n_classes, rng)
-    X = centres[y] + spread * rng.standard_normal((n, n_features))
-    return X.astype(np.float32), y
-
-
-# --- splits ------------------------------------------------------------------------------
-
-
-def _split_size(value: Any, n: int, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a fraction in [0, 1) or a count, got {value!r}")
-    if isinstance(value, (int, np.integer)):
-        if not 0 <= value <= n:
-            raise ValueError(f"{name} as a count must be in [0, {n}], got {value}")
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"{name} as a fraction must be in [0, 1), got {value}")
-        return round(float(value) * n)
-    raise TypeError(f"{name} must be a fraction in [0, 1) or a count, got {value!r}")
-
-
-def _allocate(sizes: np.ndarray, total: int) -> np.ndarray:
-    """Split ``total`` over groups proportionally to ``sizes`` (largest remainder, exact ints)."""
-    n = int(sizes.sum())
-    if n == 0:
-        return np.zeros_like(sizes)
-    base, remainder = np.divmod(sizes * total, n)
-    order = np.argsort(-remainder, kind="stable")
-    base[order[: total - int(base.sum())]] += 1
-    return base
-
-
-def _split_indices(
-    y: np.ndarray, n_val: float, n_test: float, seed: int, stratify: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = len(y)
-    n_test = _split_size(n_test, n, "test")
-    n_val = _split_size(n_val, n, "val")
-    if n_val + n_test >= n:
-        raise ValueError(f"val ({n_val}) and test ({n_test}) leave no training example out of {n}")
-    members = [np.flatnonzero(y == g) for g in np.unique(y)] if stratify else [np.arange(n)]
-    rng = np.random.default_rng(seed)
-    perms = [rng.permutation(m) for m in members]
-    sizes = np.array([len(m) for m in members], dtype=np.int64)
-    test_counts = _allocate(sizes, n_test)
-    val_counts = _allocate(sizes - test_counts, n_val)
-    train, val, test = [], [], []
-    for perm, t, v in zip(perms, test_counts, val_counts, strict=True):
-        test.append(perm[:t])
-        val.append(perm[t : t + v])
-        train.append(perm[t + v :])
-    return tuple(np.sort(np.concatenate(part)) for part in (train, val, test))  # type: ignore
-
-
-def _take(X: Any, idx: np.ndarray) -> Any:
-    if isinstance(X, torch.Tensor):
-        return X[torch.as_tensor(idx, device=X.device)]
-    return X[idx]
-
-
-def train_val_test_split(
-    X: np.ndarray | torch.Tensor,
-    y: np.ndarray | torch.Tensor,
-    *,
-    val: float = 0.1,
-    test: float = 0.2,
-    seed: int = 0,
-    stratify: bool = True,
-) -> tuple[Any, Any, Any, Any, Any, Any]:
-    """Seeded, disjoint train / validation / test split, stratified by class.
-
-    Within each class (when ``stratify``) the examples are permuted with
-    ``numpy.random.default_rng(seed)``; the first ones go to test, the next
-    to validation, the rest to train. Per-class counts are proportional to
-    the class sizes (largest-remainder rounding, so the totals are exact); a
-    class too small for its share may be missing from a small split. The
-    test set depends only on ``y``, ``test`` and ``seed``, not on ``val``.
-    Each split keeps the original order of its examples.
-
-    Parameters
-    ----------
-    X : numpy.ndarray or torch.Tensor
-        Examples along the first axis.
-    y : array-like
-        Labels (any hashable values numpy can sort).
-    val, test : float or int
-        A fraction in [0, 1) of the examples (rounded), or a count.
-    seed : int
-        Seed of the permutation.
-    stratify : bool
-        Split each class separately (default) or all examples together.
-
-    Returns
-    -------
-    X_train, y_train, X_val, y_val, X_test, y_test
-        Of the same type as ``X`` and ``y`` (numpy ``y`` for array-likes).
-
-    Shape
-    -----
-    ``X``: (n, ...); ``y``: (n,). Outputs: (n_train, ...), (n_train,), ...
-    with ``n_train + n_val + n_test == n``.
-    """
-    y_np = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    if y_np.ndim != 1:
-        raise ValueError(f"y must be 1-D (n,), got shape {y_np.shape}")
-    if len(X) != len(y_np):
-        raise ValueError(f"X has {len(X)} examples but y has {len(y_np)}")
-    train, val_idx, test_idx = _split_indices(y_np, val, test, seed, stratify)
-    y_out = y if isinstance(y, torch.Tensor) else y_np
-    return (
-        _take(X, train), _take(y_out, train),
-        _take(X, val_idx), _take(y_out, val_idx),
-        _take(X, test_idx), _take(y_out, test_idx),
-    )  # fmt: skip

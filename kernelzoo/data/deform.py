@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kernelzoo._validation import check_int
+
 __all__ = ["displacement_norms", "smooth_deformation", "translate", "warp"]
 
 
@@ -45,10 +47,7 @@ def _check_shift(shift: Any) -> tuple[int, int]:
         dy, dx = shift
     except (TypeError, ValueError):
         raise ValueError(f"shift must be a pair of ints (dy, dx), got {shift!r}") from None
-    for value in (dy, dx):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"shift must be a pair of ints (dy, dx), got {shift!r}")
-    return int(dy), int(dx)
+    return check_int(dy, "shift (dy)"), check_int(dx, "shift (dx)")
 
 
 def translate(X: np.ndarray | torch.Tensor, shift: tuple[int, int] = (0, 0)) -> torch.Tensor:

@@ -28,6 +28,7 @@ import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from kernelzoo._io import atomic_files
 from kernelzoo.data import datasets as _datasets
 from kernelzoo.data.idx import IDX_ROLES, find_idx_files, idx_file_name, validate_idx_files
 
@@ -112,32 +113,25 @@ def install_idx_files(files: Mapping[str, str | Path], dest: str | Path) -> Path
     dest = Path(dest).expanduser()
     created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
-    temps: dict[str, Path] = {}
-    finals: dict[str, Path] = {}
+    finals = {role: dest / idx_file_name(role, gz=_is_gzip(sources[role])) for role in IDX_ROLES}
     try:
-        for role, source in sources.items():
-            finals[role] = dest / idx_file_name(role, gz=_is_gzip(source))
-            fd, name = tempfile.mkstemp(prefix=f".{finals[role].name}.", suffix=".part", dir=dest)
-            temps[role] = Path(name)
-            with os.fdopen(fd, "wb") as out, open(source, "rb") as inp:
-                shutil.copyfileobj(inp, out, length=1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
-        try:
-            validate_idx_files(temps)
-        except ValueError as err:
-            message = str(err)
-            for role, temp in temps.items():
-                message = message.replace(str(temp), str(sources[role]))
-            raise ValueError(f"not installing into {str(dest)!r}: {message}") from None
-        for role in IDX_ROLES:
-            os.replace(temps.pop(role), finals[role])
+        with atomic_files([finals[role] for role in IDX_ROLES], suffix=".part") as paths:
+            temps = dict(zip(IDX_ROLES, paths))
+            for role, source in sources.items():
+                with open(temps[role], "wb") as out, open(source, "rb") as inp:
+                    shutil.copyfileobj(inp, out, length=1 << 20)
+            try:
+                validate_idx_files(temps)
+            except ValueError as err:
+                message = str(err)
+                for role, temp in temps.items():
+                    message = message.replace(str(temp), str(sources[role]))
+                raise ValueError(f"not installing into {str(dest)!r}: {message}") from None
+        for role in IDX_ROLES:  # other names of the same file would shadow it
             for other in _role_names(role) - {finals[role].name}:
                 (dest / other).unlink(missing_ok=True)
     except BaseException:
-        for temp in temps.values():
-            temp.unlink(missing_ok=True)
-        if created and not any(dest.iterdir()):
+        if created and dest.exists() and not any(dest.iterdir()):
             dest.rmdir()
         raise
     return dest

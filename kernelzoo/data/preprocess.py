@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from kernelzoo._validation import check_int
+
 __all__ = ["PatchZCA", "extract_patches", "standardize_images"]
 
 
@@ -82,14 +84,7 @@ def standardize_images(
 
 
 def _check_filter_size(filter_size: Any) -> int:
-    if (
-        isinstance(filter_size, bool)
-        or not isinstance(filter_size, (int, np.integer))
-        or filter_size < 1
-        or filter_size % 2 == 0
-    ):
-        raise ValueError(f"filter_size must be an odd positive int, got {filter_size!r}")
-    return int(filter_size)
+    return check_int(filter_size, "filter_size", positive=True, odd=True)
 
 
 def _as_images(X: Any, name: str = "X") -> np.ndarray:
@@ -222,13 +217,7 @@ class PatchZCA:
         f = _check_filter_size(self.filter_size)
         if not self.eps > 0:
             raise ValueError(f"eps must be > 0, got {self.eps!r}")
-        n_patches = self.n_patches
-        if (
-            isinstance(n_patches, bool)
-            or not isinstance(n_patches, (int, np.integer))
-            or n_patches < 2
-        ):
-            raise ValueError(f"n_patches must be an int >= 2, got {self.n_patches!r}")
+        check_int(self.n_patches, "n_patches", minimum=2)
         X = _as_images(X_train, "X_train")
         patches = _sample_patches(X, f, int(self.n_patches), np.random.default_rng(self.seed))
         self.mean_ = patches.mean(axis=0)

@@ -17,6 +17,11 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from kernelzoo import registry
+from kernelzoo._validation import check_image_shape
+from kernelzoo.approx.nystrom import Nystrom
+from kernelzoo.kernels.base import Kernel
+
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
@@ -28,8 +33,6 @@ except ImportError:  # pragma: no cover - older scikit-learn
 __all__ = ["KernelFeatures"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
-#: approximations whose fit uses the labels
-_SUPERVISED = ("supervised",)
 
 
 class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -137,10 +140,7 @@ class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _make_kernel(self):
-        from kernelzoo.kernels.base import Kernel
-        from kernelzoo.registry import kernel as make_kernel
-
+    def _make_kernel(self) -> Kernel:
         if isinstance(self.kernel, Kernel):
             return self.kernel
         if not isinstance(self.kernel, str):
@@ -148,7 +148,7 @@ class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 "kernel must be a spec string or a kernelzoo kernel, got "
                 f"{type(self.kernel).__name__}"
             )
-        return make_kernel(self.kernel)
+        return registry.kernel(self.kernel)
 
     def _layout(self, x: np.ndarray) -> torch.Tensor:
         x = np.ascontiguousarray(x)
@@ -157,8 +157,8 @@ class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         t = torch.from_numpy(x).to(self._torch_dtype())
         if self.image_shape is None:
             return t
-        shape = tuple(int(s) for s in self.image_shape)
-        if len(shape) != 3 or int(np.prod(shape)) != t.shape[1]:
+        shape = check_image_shape(self.image_shape)
+        if int(np.prod(shape)) != t.shape[1]:
             raise ValueError(
                 f"image_shape={self.image_shape!r} does not match X's {t.shape[1]} columns; "
                 f"expected (C, H, W) with C*H*W = {t.shape[1]}"
@@ -174,8 +174,8 @@ class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         )
         kernel = self._make_kernel()
         budget = self.budget
-        nystrom = self.method == "nystrom" and isinstance(budget, numbers.Integral)
-        if nystrom and budget > X.shape[0]:
+        landmarks = issubclass(kernel.approximation_class(self.method), Nystrom)
+        if landmarks and isinstance(budget, numbers.Integral) and budget > X.shape[0]:
             warnings.warn(
                 f"budget={budget} landmarks > n_samples={X.shape[0]}; using "
                 f"{X.shape[0]} landmarks",
@@ -192,7 +192,7 @@ class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 f"(use e.g. 'nystrom')"
             )
         labels = None
-        if self.method in _SUPERVISED:
+        if approx.requires_labels:
             if y is None:
                 raise ValueError(f"method={self.method!r} needs labels: call fit(X, y)")
             labels = np.asarray(y)

@@ -22,6 +22,7 @@ from kernelzoo.kernels.functional.dot import (
     refine_near_parallel,
     safe_div,
     safe_sqrt,
+    set_unit_self_cosines,
 )
 from kernelzoo.kernels.base import Kernel, Param, check_int
 
@@ -42,11 +43,6 @@ def arccos_layers(c: torch.Tensor, degree: int, depth: int) -> torch.Tensor:
     for _ in range(depth - 1):
         f = arccos_fn(f if degree < 2 else f / 3.0, degree)
     return f
-
-
-def _set_diag_one(c: torch.Tensor) -> torch.Tensor:
-    eye = torch.eye(c.shape[0], c.shape[1], dtype=torch.bool, device=c.device)
-    return torch.where(eye, torch.ones_like(c), c)
 
 
 def _diag_update(kxx: torch.Tensor, degree: int) -> torch.Tensor:
@@ -109,7 +105,7 @@ class ArcCosine(Kernel):
             yh = xh if same else safe_div(y, kyy.sqrt()[:, None])
             c = (xh @ yh.T).clamp_(-1.0, 1.0)
         if same:
-            c = _set_diag_one(c) if grad else c.fill_diagonal_(1.0)
+            c = set_unit_self_cosines(c, inplace=not grad)
         f = arccos_fn(c, self.degree)
         if not grad:
             refine_near_parallel(x, y, c, f, self.degree)

@@ -1,10 +1,14 @@
 """The kernel contract shared by every family.
 
 A family subclasses :class:`Kernel`, declares its parameters as a tuple of
-:class:`Param` (signature order, defaults, validation) and implements
+:class:`Param` (signature order, defaults, validation, search range, how
+gpytorch trains it) and its capabilities as class attributes
+(``approximations``, ``is_stationary``, ``compare_variants``), and implements
 ``_prepare`` (input layout), ``_block`` (one tile of the Gram) and ``_diag``.
 Tiling under the memory budget, symmetry, dtype/device rules, spec strings and
-the approximation entry point live here, once.
+the approximation entry point live here, once. Everything another package
+needs to know about a family is asked of its class here, never decided by
+testing the family's name.
 """
 
 from __future__ import annotations
@@ -16,9 +20,19 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from kernelzoo import registry
 from kernelzoo._validation import as_tensor, check_pair, parse_memory_budget
+from kernelzoo._validation import check_int as _check_int
+from kernelzoo.ops.tiling import tiled_gram
 
-__all__ = ["Param", "Kernel", "check_choice", "check_positive", "check_int"]
+__all__ = ["Param", "Kernel", "check_choice", "check_positive", "check_int", "TRAIN_KINDS"]
+
+#: how gpytorch trains a parameter (``Param.train``):
+#: ``"lengthscale"``: gpytorch's own ``lengthscale`` (positive, ARD possible, priors); the
+#: kernel is evaluated with that parameter at 1 on ``x / lengthscale``;
+#: ``"positive"``: a positive gpytorch parameter ``raw_<name>``, evaluated through
+#: :meth:`Kernel.gram_with`.
+TRAIN_KINDS = ("lengthscale", "positive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +45,10 @@ class Param:
     accuracy harness tries on a validation split when a spec leaves the
     parameter free (empty: not searched); with ``search_scale="median_distance"``
     they are multiples of the median pairwise distance of the training inputs
-    (so one grid suits 8x8 digits and 32x32 colour images).
+    (so one grid suits 8x8 digits and 32x32 colour images). ``train`` says how
+    gpytorch learns the parameter through the marginal likelihood (one of
+    :data:`TRAIN_KINDS`; None: fixed); a kernel instance may narrow that set
+    (:meth:`Kernel.trainable_params`).
     """
 
     name: str
@@ -40,6 +57,11 @@ class Param:
     doc: str = ""
     search: tuple[Any, ...] = ()
     search_scale: str | None = None
+    train: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.train is not None and self.train not in TRAIN_KINDS:
+            raise ValueError(f"Param {self.name}: train={self.train!r} is not one of {TRAIN_KINDS}")
 
 
 def check_choice(*choices: Any) -> Callable[[Any, str], Any]:
@@ -67,19 +89,13 @@ def check_positive(allow_zero: bool = False, allow_none: bool = False) -> Callab
     return check
 
 
-def check_int(minimum: int | None = None, choices: Sequence[int] | None = None):
+def check_int(
+    minimum: int | None = None, choices: Sequence[int] | None = None, odd: bool = False
+) -> Callable[[Any, str], int]:
+    """A ``Param`` check for integers (:func:`kernelzoo._validation.check_int`)."""
+
     def check(value: Any, name: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise TypeError(f"{name} must be an integer, got {value!r}")
-        value = int(value)
-        if choices is not None and value not in choices:
-            raise ValueError(f"{name}={value} is not allowed; expected one of {list(choices)}")
-        if minimum is not None and value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
-        return value
+        return _check_int(value, name, minimum=minimum, choices=choices, odd=odd)
 
     return check
 
@@ -96,11 +112,26 @@ def _literal(value: Any) -> str:
 class Kernel:
     """Base class of every exact kernel.
 
-    Subclasses set ``family``, ``params`` and ``approximations`` and implement
-    :meth:`_prepare`, :meth:`_block` and :meth:`_diag`; they may override
-    :meth:`_block_bytes` (the working memory of one tile) and
+    Subclasses set ``family`` and ``params``, declare their capabilities
+    (below) and implement :meth:`_prepare`, :meth:`_block` and :meth:`_diag`;
+    they may override :meth:`_block_bytes` (the working memory of one tile) and
     :meth:`_evaluate` (when tiles of single rows/columns are not the natural
     unit, e.g. batches of image pairs).
+
+    Capabilities (class attributes and hooks, read by the approximations,
+    the integrations and the harnesses):
+
+    - ``approximations``: the methods this family supports (their classes:
+      :data:`kernelzoo.registry.METHODS`);
+    - ``is_stationary`` and :meth:`spectral_frequencies`: ``k(x, y)`` depends on
+      ``x - y`` only, and frequencies drawn from its spectral density give
+      random Fourier features;
+    - ``Param.train`` and :meth:`trainable_params` (with :meth:`gram_with` for
+      ``"positive"`` parameters): what gpytorch learns;
+    - ``Param.search`` / ``search_scale``: what the accuracy harness searches;
+    - ``compare_variants``: the parameter overrides ``kernelzoo compare`` runs
+      by default (``({},)``: the defaults only);
+    - ``is_conv``: whether inputs are images.
 
     Shape:
         - ``gram(X, Y)``: X ``(n, ...)``, Y ``(m, ...)`` -> ``(n, m)``
@@ -110,6 +141,7 @@ class Kernel:
     family: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
     approximations: ClassVar[tuple[str, ...]] = ("nystrom",)
+    is_stationary: ClassVar[bool] = False
     compare_variants: ClassVar[tuple[dict[str, Any], ...]] = ({},)
     #: parameter overrides that ``kernelzoo compare``'s stability harness adds beside the
     #: kernel (e.g. other poolings); none by default
@@ -159,6 +191,49 @@ class Kernel:
         """The parameters, in signature order."""
         return dict(self._params)
 
+    def replace(self, **params: Any) -> Kernel:
+        """A kernel of the same family with some parameters changed (the others kept)."""
+        return type(self)(**{**self._params, **params})
+
+    def trainable_params(self) -> dict[str, str]:
+        """``{parameter: how gpytorch trains it}`` for this kernel (``Param.train``).
+
+        Families narrow the class's list where an instance cannot train a
+        parameter (override), e.g. a conv architecture that is too expensive to
+        differentiate, or a bias that is off.
+        """
+        return {p.name: p.train for p in self.params if p.train is not None}
+
+    def gram_with(
+        self, x: torch.Tensor, y: torch.Tensor | None, values: dict[str, torch.Tensor],
+        diag: bool = False,
+    ) -> torch.Tensor:
+        """The Gram of prepared inputs with some parameters given as (differentiable) tensors.
+
+        The hook behind ``Param.train="positive"``: ``values`` maps parameter
+        names to scalar tensors (gpytorch's constrained parameters); the others
+        are this kernel's. ``y=None``: x with itself. Override where a family
+        trains such parameters.
+
+        Shape: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``; ``diag=True``: ``(n,)``
+        (``k(x_i, y_i)``, or ``k(x_i, x_i)`` for ``y=None``).
+        """
+        raise NotImplementedError(f"{self.family} has no differentiable parameters")
+
+    def spectral_frequencies(
+        self, n_samples: int, dim: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        """Frequencies ``w`` from the spectral density: ``k(x, y) = E[cos(w . (x - y))]``.
+
+        Only stationary kernels (``is_stationary``) have one; drawn on the CPU
+        in float64 from ``generator``.
+
+        Shape: ``(n_samples, dim)``.
+        """
+        raise NotImplementedError(
+            f"{self.family} is not stationary: it has no spectral density to draw from"
+        )
+
     def __getattr__(self, name: str) -> Any:
         params = self.__dict__.get("_params")
         if params is not None and name in params:
@@ -202,6 +277,22 @@ class Kernel:
                 f"{tuple(x.shape[1:])} and {tuple(y.shape[1:])}"
             )
 
+    def prepare_pair(self, X: Any, Y: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validate and lay out X and (optionally) Y, and check that they go together.
+
+        Same dtype and device, compatible shapes (channels, image sizes);
+        ``Y=None`` gives ``(x, None)``.
+
+        Shape: ``(n, ...)``, ``(m, ...)`` -> the layouts ``_block`` takes.
+        """
+        x = self.prepare(X, "X")
+        if Y is None:
+            return x, None
+        y = self.prepare(Y, "Y")
+        check_pair(x, y)
+        self._check_compatible(x, y)
+        return x, y
+
     # ------------------------------------------------------------------ compute
     def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
         """The ``(len(x), len(y))`` tile of the Gram; ``same`` means x is y (override)."""
@@ -220,9 +311,14 @@ class Kernel:
         feat = int(np.prod(x.shape[1:]))
         return item * (2 * n_rows * n_cols + (n_rows + n_cols) * (feat + 2))
 
-    def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
-        from kernelzoo.ops.tiling import tiled_gram
+    def tile_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
+        """Working memory of one ``(n_rows, n_cols)`` tile of prepared inputs like ``x``, bytes.
 
+        What a scheduler (e.g. the Dask runner) asks to size tiles under a budget.
+        """
+        return int(self._block_bytes(n_rows, n_cols, x))
+
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
         return tiled_gram(self._block, x, y, budget, self._block_bytes)
 
     def gram(
@@ -243,12 +339,7 @@ class Kernel:
         torch.Tensor, ``(n, m)``
         """
         budget = parse_memory_budget(memory_budget)
-        x = self.prepare(X, "X")
-        if Y is None:
-            return self._evaluate(x, None, budget)
-        y = self.prepare(Y, "Y")
-        check_pair(x, y)
-        self._check_compatible(x, y)
+        x, y = self.prepare_pair(X, Y)
         return self._evaluate(x, y, budget)
 
     def diag(self, X: Any) -> torch.Tensor:
@@ -258,24 +349,32 @@ class Kernel:
     __call__ = gram
 
     def to_gpytorch(self, **options: Any):
-        """This kernel as a ``gpytorch.kernels.Kernel`` (:mod:`kernelzoo.integrations.gpytorch`)."""
-        from kernelzoo.integrations.gpytorch import to_gpytorch
+        """This kernel as a ``gpytorch.kernels.Kernel`` (:mod:`kernelzoo.integrations.gpytorch`).
 
-        return to_gpytorch(self, **options)
+        integrations/ sits above kernels/: the entry point is resolved by name
+        through the registry, not imported.
+        """
+        return registry.integration("gpytorch")(self, **options)
 
     # ------------------------------------------------------------------ approximations
+    @classmethod
+    def approximation_class(cls, method: str) -> type:
+        """The class implementing ``method`` (one of :attr:`approximations`) for this family.
+
+        approx/ sits above kernels/: the class is resolved by name through the
+        registry, not imported.
+        """
+        if method not in cls.approximations:
+            raise ValueError(
+                f"{cls.family}: unknown approximation method {method!r}; available: "
+                f"{', '.join(cls.approximations)}"
+            )
+        return registry.resolve(registry.METHODS[method])
+
     def approximate(self, method: str, budget: Any = None, seed: int = 0, **options: Any):
         """An unfitted approximation of this kernel; call ``.fit(X)`` on it.
 
         ``method`` is one of :attr:`approximations`; ``budget`` counts what
         the method counts (features, landmarks, width, anchors per layer).
         """
-        from kernelzoo.registry import approximation_class
-
-        if method not in self.approximations:
-            raise ValueError(
-                f"{self.family}: unknown approximation method {method!r}; available: "
-                f"{', '.join(self.approximations)}"
-            )
-        cls = approximation_class(self.family, method)
-        return cls(self, budget=budget, seed=seed, **options)
+        return self.approximation_class(method)(self, budget=budget, seed=seed, **options)

@@ -36,14 +36,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kernelzoo._validation import as_images
+from kernelzoo._validation import as_images, check_image_shape
 from kernelzoo.kernels.functional.ckn_ops import (
     KAPPAS,
     LOG2E,
@@ -57,8 +57,10 @@ from kernelzoo.kernels.functional.ckn_ops import (
     pooled_size,
     trace_weights,
 )
+from kernelzoo.kernels.base import Kernel, Param, check_choice, check_int
+from kernelzoo.kernels.functional.distance import identical_rows as _identical_pairs
 from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
-from kernelzoo.kernels.base import Kernel, Param
+from kernelzoo.kernels.functional.dot import set_unit_self_cosines as _unit_diagonal
 
 __all__ = ["CKN", "layer_sizes"]
 
@@ -82,65 +84,27 @@ def layer_sizes(
     return sizes
 
 
-def _unit_diagonal(cos: torch.Tensor) -> None:
-    """Set cos(u, u) = 1 in place on a self pair's cosines.
+def _per_layer(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """A ``Param`` check for a per-layer value: a scalar (every layer) or a non-empty list."""
 
-    Shape: ``(B, P, Q)`` (``Q >= P``: columns after the first P are padding) or ``(B, H, W, H, W)``.
-    """
-    if cos.dim() == 3:
-        square = cos[:, :, : cos.shape[1]]
-    else:
-        p = math.isqrt(cos[0].numel())
-        square = cos.view(cos.shape[0], p, p)
-    square.diagonal(dim1=1, dim2=2).fill_(1.0)
+    def per_layer(value: Any, name: str) -> Any:
+        if isinstance(value, (list, tuple)):
+            if len(value) == 0:
+                raise ValueError(f"{name} must be a scalar or a non-empty list, got {value!r}")
+            return [check(v, name) for v in value]
+        return check(value, name)
 
-
-def _identical_pairs(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices ``(i, j)`` with ``x[i]`` equal to ``y[j]``, entry for entry.
-
-    Candidates come from two cheap fingerprints (compared with a tolerance, so
-    that rounding differences between rows cannot hide a match), then are
-    checked exactly; O(n m) numbers in chunks of rows, next to O(n m) image pairs.
-    """
-    fx, fy = x.flatten(1), y.flatten(1)
-    weights = torch.linspace(1.0, 2.0, fx.shape[1], dtype=x.dtype, device=x.device)
-    prints_x = torch.stack([fx.sum(1), (fx * weights).sum(1)], 1)
-    prints_y = torch.stack([fy.sum(1), (fy * weights).sum(1)], 1)
-    abs_x, abs_y = fx.abs().sum(1), fy.abs().sum(1)
-    eps, tiny = torch.finfo(x.dtype).eps, torch.finfo(x.dtype).tiny
-    rows, cols = [], []
-    chunk = max(1, (1 << 22) // max(1, fy.shape[0]))
-    for r0 in range(0, fx.shape[0], chunk):
-        diff = (prints_x[r0:r0 + chunk, None] - prints_y[None, :]).abs()
-        tol = 128 * eps * (abs_x[r0:r0 + chunk, None] + abs_y[None, :]) + tiny
-        ci, cj = (diff <= tol[:, :, None]).all(2).nonzero(as_tuple=True)
-        rows.append(ci + r0)
-        cols.append(cj)
-    ci, cj = torch.cat(rows), torch.cat(cols)
-    keep = []
-    step = max(1, (1 << 24) // max(1, fx.shape[1]))
-    for s in range(0, ci.numel(), step):
-        keep.append((fx[ci[s:s + step]] == fy[cj[s:s + step]]).all(1))
-    if not keep:
-        return ci, cj
-    mask = torch.cat(keep)
-    return ci[mask], cj[mask]
+    return per_layer
 
 
-def _per_layer(value: Any, name: str) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        if len(value) == 0:
-            raise ValueError(f"{name} must be a scalar or a non-empty list, got {value!r}")
-        return list(value)
-    return [value]
+def _optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda value, name: None if value is None else check(value, name)
 
 
-def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    return int(value)
+def _check_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return float(value)
 
 
 @dataclasses.dataclass
@@ -196,13 +160,17 @@ class CKN(Kernel):
 
     family = "ckn"
     params = (
-        Param("filter_size", 3, None, "patch size per layer (odd), scalar or list"),
-        Param("subsampling", 2, None, "Gaussian pooling stride per layer (>= 1; 1 = none)"),
-        Param("sigma", 0.6, None, "bandwidth of kappa='exp' per layer (> 0)",
+        Param("filter_size", 3, _per_layer(check_int(minimum=1, odd=True)),
+              "patch size per layer (odd), scalar or list"),
+        Param("subsampling", 2, _per_layer(check_int(minimum=1)),
+              "Gaussian pooling stride per layer (>= 1; 1 = none)"),
+        Param("sigma", 0.6, _per_layer(_check_number), "bandwidth of kappa='exp' per layer (> 0)",
               search=(0.4, 0.6, 0.8)),
-        Param("kappa", "exp", None, "dot-product function per layer: " + ", ".join(KAPPAS)),
-        Param("n_layers", None, None, "number of layers (default: list length, or 2)"),
-        Param("image_shape", None, None, "(C, H, W) for (n, C*H*W) input"),
+        Param("kappa", "exp", _per_layer(check_choice(*KAPPAS)),
+              "dot-product function per layer: " + ", ".join(KAPPAS)),
+        Param("n_layers", None, _optional(check_int(minimum=1)),
+              "number of layers (default: list length, or 2)"),
+        Param("image_shape", None, check_image_shape, "(C, H, W) for (n, C*H*W) input"),
     )
     approximations = ("layerwise", "supervised", "nystrom")
     is_conv = True
@@ -231,67 +199,28 @@ class CKN(Kernel):
 
     # ------------------------------------------------------------------ params
     def _check_params(self) -> None:
-        per_layer_names = ("filter_size", "subsampling", "sigma", "kappa")
-        values = {name: _per_layer(self._params[name], name) for name in per_layer_names}
+        """Per-layer lists of one length (``n_layers``), and a positive sigma for ``exp``."""
+        per_layer = ("filter_size", "subsampling", "sigma", "kappa")
+        lists = {name: len(self._params[name]) for name in per_layer
+                 if isinstance(self._params[name], list)}
         n_layers = self._params["n_layers"]
-        if n_layers is not None:
-            n_layers = _as_int(n_layers, "n_layers")
-            if n_layers < 1:
-                raise ValueError(f"n_layers must be >= 1, got {n_layers}")
-        lengths = {
-            name: len(v) for name, v in values.items()
-            if isinstance(self._params[name], (list, tuple))
-        }
+        source = "n_layers" if n_layers is not None else next(iter(lists), None)
         if n_layers is None:
-            n_layers = next(iter(lengths.values()), 2)
-            source = next(iter(lengths), None)
-        else:
-            source = "n_layers"
-        for name, length in lengths.items():
+            n_layers = next(iter(lists.values()), 2)
+        for name, length in lists.items():
             if length != n_layers:
                 raise ValueError(
-                    f"{name} has {length} values but {source}={n_layers}"
+                    f"{name} has {length} values but n_layers={n_layers}"
                     if source == "n_layers"
                     else f"{name} has {length} values but {source} has {n_layers}; "
                     f"per-layer lists must have the same length"
                 )
-        full = {name: v * n_layers if len(v) == 1 and name not in lengths else v
-                for name, v in values.items()}
-        filters = [_as_int(f, "filter_size") for f in full["filter_size"]]
-        for f in filters:
-            if f < 1 or f % 2 == 0:
-                raise ValueError(f"filter_size must be odd and >= 1, got {f} (in {filters})")
-        subs = [_as_int(s, "subsampling") for s in full["subsampling"]]
-        for s in subs:
-            if s < 1:
-                raise ValueError(f"subsampling must be >= 1, got {s} (in {subs})")
-        kappas = list(full["kappa"])
-        for kappa in kappas:
-            if kappa not in KAPPAS:
-                raise ValueError(
-                    f"kappa={kappa!r} is not allowed; expected one of "
-                    f"{', '.join(map(repr, KAPPAS))}"
-                )
-        sigmas = []
-        for sigma, kappa in zip(full["sigma"], kappas):
-            if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer,
-                                                                 np.floating)):
-                raise TypeError(f"sigma must be a number, got {sigma!r}")
-            sigma = float(sigma)
+        full = {name: self._params[name] if name in lists else [self._params[name]] * n_layers
+                for name in per_layer}
+        for sigma, kappa in zip(full["sigma"], full["kappa"]):
             if kappa == "exp" and not (math.isfinite(sigma) and sigma > 0):
                 raise ValueError(f"sigma must be finite and > 0 with kappa='exp', got {sigma!r}")
-            sigmas.append(sigma)
-        shape = self._params["image_shape"]
-        if shape is not None:
-            if not isinstance(shape, (list, tuple)) or len(shape) != 3:
-                raise ValueError(f"image_shape must be (C, H, W), got {shape!r}")
-            shape = tuple(_as_int(v, "image_shape") for v in shape)
-            if min(shape) < 1:
-                raise ValueError(f"image_shape must be positive, got {shape!r}")
-        self._params.update(
-            filter_size=filters, subsampling=subs, sigma=sigmas, kappa=kappas,
-            n_layers=n_layers, image_shape=shape,
-        )
+        self._params.update(full, n_layers=n_layers)
 
     # ------------------------------------------------------------------ inputs
     def _prepare(self, x: torch.Tensor, name: str) -> torch.Tensor:

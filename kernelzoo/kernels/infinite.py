@@ -56,7 +56,7 @@ import torch
 from kernelzoo._validation import (
     as_images,
     as_vectors,
-    check_pair,
+    check_image_shape,
     get_memory_budget,
     parse_memory_budget,
 )
@@ -103,22 +103,16 @@ def _check_pooling(value, name: str):
     return strides
 
 
-def _check_image_shape(value, name: str):
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple)) or len(value) != 3:
-        raise ValueError(f"{name} must be None or (C, H, W), got {value!r}")
-    return tuple(check_int(minimum=1)(v, name) for v in value)
-
-
 INFINITE_PARAMS = (
     Param("architecture", "fc", check_choice("fc", "conv"), "fc (Dense layers) or conv"),
     Param("depth", 2, check_int(minimum=1), "number of hidden layers, >= 1"),
     Param("activation", "relu", check_choice(*ACTIVATIONS), "relu, erf or abs"),
-    Param("weight_std", 2**0.5, check_positive(), "W_std (parameterization 'ntk')"),
+    Param("weight_std", 2**0.5, check_positive(), "W_std (parameterization 'ntk')",
+          train="positive"),
     # relu networks are positively homogeneous: without a bias, weight_std only rescales
     # the kernel (which the ridge lambda absorbs), so the search varies the bias against it
-    Param("bias_std", 0.0, _check_bias, "b_std; 0 or None: no bias", search=(0.0, 0.3, 1.0)),
+    Param("bias_std", 0.0, _check_bias, "b_std; 0 or None: no bias", search=(0.0, 0.3, 1.0),
+          train="positive"),
     Param("filter_size", 3, check_int(minimum=1), "conv filter size (conv only)"),
     Param("padding", "same", check_choice(*PADDINGS), "same, valid or circular (conv only)"),
     Param("readout", "gap", check_choice(*READOUTS), "gap (global average pool) or flatten"),
@@ -129,7 +123,7 @@ INFINITE_PARAMS = (
         _check_pooling,
         "None, or one AvgPool stride s per hidden layer (window s, stride s, SAME; 1 = none)",
     ),
-    Param("image_shape", None, _check_image_shape, "(C, H, W) for (n, d) input to conv"),
+    Param("image_shape", None, check_image_shape, "(C, H, W) for (n, d) input to conv"),
 )
 
 
@@ -187,6 +181,41 @@ class InfiniteWidthKernel(Kernel):
     @property
     def is_conv(self) -> bool:  # type: ignore[override]
         return self._params["architecture"] == "conv"
+
+    def trainable_params(self) -> dict[str, str]:
+        """``weight_std`` and, when the net has a bias, ``bias_std`` (fc only).
+
+        The conv recursion is too expensive to differentiate in a GP training
+        loop; a bias of 0 stays off (0 is not a positive value to start from).
+        """
+        if self.is_conv:
+            return {}
+        trainable = super().trainable_params()
+        if not self._params["bias_std"]:
+            trainable.pop("bias_std", None)
+        return trainable
+
+    def gram_with(
+        self, x: torch.Tensor, y: torch.Tensor | None, values: dict[str, torch.Tensor],
+        diag: bool = False,
+    ) -> torch.Tensor:
+        """The fc recursion with ``weight_std`` / ``bias_std`` as (differentiable) tensors.
+
+        Shape: prepared ``(n, d)``, ``(m, d)`` -> ``(n, m)``; ``diag=True``: ``(n,)``.
+        """
+        if self.is_conv:
+            raise NotImplementedError(f"{self.family}: the conv recursion is not trained here")
+        changes = {f"{name[:-4]}_var": values[name].to(x.dtype).square()
+                   for name in ("weight_std", "bias_std") if name in values}
+        net = dataclasses.replace(self.net, **changes)
+        vx = x.square().mean(1)
+        if diag and y is None:
+            return self._pick(*fc_diag(vx, net))
+        vy = vx if y is None else y.square().mean(1)
+        gram = self._pick(*fc_block(x, x if y is None else y, vx, vy, net))
+        if y is None:
+            gram = 0.5 * (gram + gram.mT)
+        return torch.diagonal(gram) if diag else gram
 
     @property
     def net(self) -> Net:
@@ -262,12 +291,7 @@ class InfiniteWidthKernel(Kernel):
         Shape: X ``(n, ...)``, Y ``(m, ...)`` -> ``(n, m)`` twice.
         """
         budget = parse_memory_budget(memory_budget)
-        x = self.prepare(X, "X")
-        y = None
-        if Y is not None:
-            y = self.prepare(Y, "Y")
-            check_pair(x, y)
-            self._check_compatible(x, y)
+        x, y = self.prepare_pair(X, Y)
         net = dataclasses.replace(self.net, ntk=True)
         if net.conv and net.full_spatial:
             vx = conv_variances(x, net, budget, self.family)

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["inv_sqrt_psd", "sym_eig"]
+__all__ = ["default_rel_clip", "inv_sqrt_psd", "sym_eig"]
+
+
+def default_rel_clip(dtype: torch.dtype) -> float:
+    """The eigenvalue clipping of :func:`inv_sqrt_psd` for inputs of ``dtype``.
+
+    1e-6 for float32 (its round-off shows in the landmark/anchor Gram's
+    spectrum at about that level), 1e-12 otherwise. Nyström features, the CKN
+    layers and the gpytorch Nyström kernel take this when ``rel_clip`` is None.
+    """
+    return 1e-6 if dtype == torch.float32 else 1e-12
 
 
 def sym_eig(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

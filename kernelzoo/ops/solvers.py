@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from kernelzoo._validation import parse_memory_budget
+from kernelzoo.store import check_complete, open_store
 
 __all__ = [
     "GramPanels",
@@ -76,8 +77,6 @@ class GramPanels:
         self.dtype = dtype
         self.device = torch.device(device)
         if isinstance(source, (str, os.PathLike)):
-            from kernelzoo.integrations.store import check_complete, open_store
-
             check_complete(source)
             source = open_store(source)
         if not hasattr(source, "shape") or len(source.shape) != 2:
@@ -293,6 +292,10 @@ def kernel_ridge_path(
     each lambda on ``K(X_val, X_train) @ A`` (one more pass over the cross Gram).
     Ties go to the largest lambda.
 
+    Eleven parameters, on purpose: the data of one validation split (two Grams,
+    two label sets, the lambda grid) and the optional knobs of the solver and of
+    the Gram reader, all defaulted; a bundling object would only rename them.
+
     Parameters
     ----------
     train_gram : store path, tensor, numpy, zarr or Dask array, ``(n, n)``
@@ -389,7 +392,8 @@ def kernel_ridge_from_store(
     ``K(X_train, X_train)`` and ``val_cross_store`` ``K(X_val, X_train)``
     (paths written by ``gram_to_store``, or any source :class:`GramPanels`
     reads). See :func:`kernel_ridge_path` for the scores of every lambda and
-    for ``relative`` (False: ``lambda`` is the ridge itself).
+    for ``relative`` (False: ``lambda`` is the ridge itself), and for why it
+    takes that many parameters (these are its own).
 
     Shape: coefficients ``(n_train, n_classes)`` (float64); predict with
     :func:`predict` on ``K(X_test, X_train)``.

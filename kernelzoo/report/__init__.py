@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from kernelzoo._tidy import budget_column
 from kernelzoo.report import plots, summaries, tables
 from kernelzoo.report.document import Section, to_html, to_markdown
 
@@ -43,12 +44,10 @@ def read_results(folder: str | os.PathLike) -> pd.DataFrame:
     ``write_report(read_results(folder), folder)`` rewrites the report from
     its own results (e.g. after a change to the tables or plots).
     """
-    from kernelzoo.bench._common import _budget_column
-
     folder = Path(folder)
     frame = pd.read_csv(folder / "results.csv")
     frame["error"] = frame["error"].fillna("").astype(str)
-    frame["budget"] = _budget_column(frame["budget"])
+    frame["budget"] = budget_column(frame["budget"])
     for col in ("n", "seed", "split", "n_features"):
         if col in frame:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")

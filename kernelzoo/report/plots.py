@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter
 
-from kernelzoo.report.tables import EXACT
+from kernelzoo._tidy import EXACT
 
 __all__ = [
     "plot_accuracy",

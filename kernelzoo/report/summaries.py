@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kernelzoo._tidy import EXACT
 from kernelzoo.report.tables import (
-    EXACT,
     budget_key,
     format_number,
     kernel_order,

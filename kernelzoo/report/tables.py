@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kernelzoo._tidy import EXACT
+
 __all__ = [
     "EXACT",
     "budget_key",
@@ -29,10 +31,6 @@ __all__ = [
     "speed_table",
     "to_markdown",
 ]
-
-
-#: The ``method`` of a row measured on an exact kernel (``kernelzoo.bench`` writes it).
-EXACT = "exact"
 
 
 def format_number(value: Any, digits: int = 3) -> str:

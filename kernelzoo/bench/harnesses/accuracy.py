@@ -36,15 +36,9 @@ from kernelzoo.bench.harness import Harness, RunContext, tuned_case
 from kernelzoo.bench.plan import RunConfig
 from kernelzoo.bench.pool import Split
 from kernelzoo.classify import fit_kernel_ridge_classifier, fit_ridge_classifier
+from kernelzoo.ops.distances import median_pairwise_distance
 
 __all__ = ["Accuracy", "hyperparameter_candidates"]
-
-
-def _median_distance(x: torch.Tensor, max_points: int = 512) -> float:
-    flat = x[:max_points].reshape(min(len(x), max_points), -1).to(torch.float64)
-    distances = torch.cdist(flat, flat)
-    upper = distances[torch.triu(torch.ones_like(distances, dtype=torch.bool), diagonal=1)]
-    return float(upper.median()) if upper.numel() else 1.0
 
 
 def hyperparameter_candidates(case: KernelCase, config: RunConfig,
@@ -69,7 +63,7 @@ def hyperparameter_candidates(case: KernelCase, config: RunConfig,
     grid = {name: v for name, v in values.items() if name not in case.fixed}
     scaled = [n for n in grid if n in space and space[n].search_scale == "median_distance"]
     if scaled:
-        scale = _median_distance(x_scale)
+        scale = median_pairwise_distance(x_scale)
         grid.update({name: tuple(v * scale for v in grid[name]) for name in scaled})
     return list(iter_grid(grid))
 

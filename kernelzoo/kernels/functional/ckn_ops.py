@@ -40,7 +40,6 @@ __all__ = [
     "patch_matrix",
     "patch_norms_from_diag",
     "patch_sum_pairs",
-    "pool_maps",
     "pool_pairs",
     "pooled_size",
     "pooling_filter",
@@ -187,14 +186,6 @@ def pool_pairs(m: torch.Tensor, g_rows: torch.Tensor, g_cols: torch.Tensor) -> t
     return t.reshape(b, h, w, h, w)
 
 
-def pool_maps(x: torch.Tensor, g_rows: torch.Tensor, g_cols: torch.Tensor) -> torch.Tensor:
-    """Pooling of feature maps with the same matrices.
-
-    Shape: ``(n, C, H, W)`` -> ``(n, C, h, w)``.
-    """
-    return g_rows @ x @ g_cols.T
-
-
 def trace_pooled(m: torch.Tensor, a_rows: torch.Tensor, a_cols: torch.Tensor) -> torch.Tensor:
     """``sum_u (pool(M))[u, u]`` = ``sum M[a1, a2, c1, c2] A_r[a1, c1] A_c[a2, c2]``, ``A = G^T G``.
 
@@ -304,8 +295,3 @@ def channel_padding(positions: int, item_size: int) -> int:
     if (positions * item_size) % 512 == 0:
         return 64 // item_size
     return 0
-
-
-def gaussian_std(subsampling: int) -> float:
-    """Standard deviation of the pooling filter (``s / sqrt(2)``)."""
-    return subsampling / math.sqrt(2.0)

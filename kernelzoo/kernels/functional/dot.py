@@ -14,6 +14,15 @@ gradients where the naive composition of ``sqrt`` and ``arccos`` gives NaN
   ``f_2'(c) = 4 (sqrt(1-c^2) + c (pi - theta)) / pi``
 
 ``f_0(1) = f_1(1) = 1`` and ``f_2(1) = 3`` (``J_n(0) = pi (2n - 1)!!``).
+
+Identical inputs get an angle of exactly 0 (``arccos`` of a cosine rounded to
+``1 - eps`` is ``sqrt(2 eps)``, which ``f_0`` passes on). How depends on what
+is at hand: for a Gram of x with itself, :func:`set_unit_self_cosines` (the
+arc-cosine kernel and the CKN's self pairs); with the inputs, Kahan's angle
+(:func:`refine_near_parallel`); with only covariances, the inflated ``K12^2``
+of the NNGP/NTK angle (:mod:`kernelzoo.kernels.functional.activations`). Exact
+duplicates between two sets are found by
+:func:`kernelzoo.kernels.functional.distance.identical_rows`.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ __all__ = [
     "safe_sqrt",
     "safe_div",
     "cosine",
+    "set_unit_self_cosines",
 ]
 
 _PI = math.pi
@@ -166,3 +176,26 @@ def refine_near_parallel(
         a, b = xh[r], yh[q]
         theta = 2.0 * torch.atan2((a - b).norm(dim=1), (a + b).norm(dim=1))
         f[r, q] = arccos_fn_theta(theta, degree)
+
+
+def set_unit_self_cosines(cos: torch.Tensor, inplace: bool = True) -> torch.Tensor:
+    """The cosine of every input with itself set to exactly 1 (an exact angle 0).
+
+    ``inplace=False`` returns a new tensor (autograd on the other entries);
+    only for a single ``(P, Q)`` Gram.
+
+    Shape: ``(P, Q)`` (a Gram of x with itself), ``(B, P, Q)`` (a batch of self
+    pairs' position Grams; ``Q >= P``: columns after the first P are padding)
+    or ``(B, H, W, H, W)``; returned as given.
+    """
+    if not inplace:
+        eye = torch.eye(cos.shape[0], cos.shape[1], dtype=torch.bool, device=cos.device)
+        return torch.where(eye, torch.ones_like(cos), cos)
+    batch = cos.unsqueeze(0) if cos.dim() == 2 else cos
+    if batch.dim() == 3:
+        square = batch[:, :, : batch.shape[1]]
+    else:
+        p = math.isqrt(batch[0].numel())
+        square = batch.view(batch.shape[0], p, p)
+    square.diagonal(dim1=1, dim2=2).fill_(1.0)
+    return cos

@@ -1,0 +1,236 @@
+"""The scheduling loop: the cluster, the worker's tile task, and recording finished tiles.
+
+Workers evaluate a tile with the model's public ``gram``/``features``, write
+its chunk(s) and return their checksums; the loop records each finished batch
+in the manifest (atomically) before it counts as done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import torch
+
+from kernelzoo.integrations.dask.layout import Layout
+from kernelzoo.store import require_zarr, tile_checksum, tile_key, write_manifest
+
+try:
+    import distributed
+    from distributed.diagnostics.plugin import WorkerPlugin
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "kernelzoo.integrations.dask needs Dask distributed: pip install 'kernelzoo[dist]'"
+    ) from exc
+
+__all__ = ["Cluster", "Job", "Tally", "TorchThreadsPlugin", "compute_pending", "compute_task"]
+
+
+class TorchThreadsPlugin(WorkerPlugin):
+    """Pin torch to ``n_threads`` intra-op threads in every worker (one per Dask thread)."""
+
+    name = "kernelzoo-torch-threads"
+
+    def __init__(self, n_threads: int = 1) -> None:
+        self.n_threads = int(n_threads)
+
+    def setup(self, worker) -> None:
+        import torch as _torch
+
+        _torch.set_num_threads(self.n_threads)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What every tile task of a run shares: the store, its layout, where and how to compute."""
+
+    path: str
+    layout: Layout
+    store_id: str  # the store's identity in the manifest (workers cache the opened array by it)
+    device: str  # "auto", "cpu" or "cuda[:N]"
+    memory_budget: int | None  # bytes per task beyond its tile (gram only)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """How to reach the workers: a new LocalCluster (``scheduler=None``) or an existing one."""
+
+    scheduler: Any = None  # None, an address, or a distributed.Client
+    n_workers: int | None = None  # of the default LocalCluster
+    timeout: float | None = None  # seconds to wait for the tasks
+    progress: bool = True  # a tqdm bar of finished tiles
+
+
+@dataclasses.dataclass
+class Tally:
+    """What the tasks of this run did."""
+
+    n_computed: int = 0
+    task_seconds: float = 0.0
+    task_cpu_seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------- worker side
+@functools.lru_cache(maxsize=16)
+def _open_array(path: str, store_id: str):
+    """The store's zarr array, opened once per worker process and store (``store_id``)."""
+    return require_zarr().open_array(store=path, mode="r+")
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def compute_task(
+    model: Any, x: torch.Tensor, y: torch.Tensor | None, job: Job, task: tuple[int, int]
+) -> tuple[tuple[int, int], dict[str, str], float, float]:
+    """One tile task: evaluate, write chunk (and mirror).
+
+    Returns ``(task, {chunk key: sha256}, wall seconds, CPU seconds of the worker process)``.
+    """
+    start, cpu_start = time.perf_counter(), time.process_time()
+    layout = job.layout
+    i, j = task
+    rows, cols = layout.chunk_slices(i, j)
+    dev = _resolve_device(job.device)
+    with torch.no_grad():
+        x_rows = x[rows].to(dev)
+        if layout.kind == "features":
+            values = model.features(x_rows)
+        elif layout.symmetric and i == j:
+            values = model.gram(x_rows, memory_budget=job.memory_budget)
+        else:
+            other = x if layout.symmetric else y
+            values = model.gram(x_rows, other[cols].to(dev), memory_budget=job.memory_budget)
+    block = np.ascontiguousarray(values.detach().cpu().numpy(), dtype=layout.dtype)
+    array = _open_array(job.path, job.store_id)
+    array[rows, cols] = block
+    checksums = {tile_key(i, j): tile_checksum(block)}
+    if layout.symmetric and i != j:
+        mirror = np.ascontiguousarray(block.T)
+        array[cols, rows] = mirror
+        checksums[tile_key(j, i)] = tile_checksum(mirror)
+    return task, checksums, time.perf_counter() - start, time.process_time() - cpu_start
+
+
+# ---------------------------------------------------------------------- the cluster
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _client(cluster: Cluster, n_tasks: int):
+    """A Dask client: on a new LocalCluster, an existing cluster's address, or as given."""
+    scheduler, n_workers, timeout = cluster.scheduler, cluster.n_workers, cluster.timeout
+    if scheduler is None:
+        workers = n_workers if n_workers is not None else min(_default_workers(), n_tasks)
+        local = distributed.LocalCluster(
+            n_workers=max(1, workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # None would still try port 8787 for the health routes
+            silence_logs=logging.ERROR,
+        )
+        with local, distributed.Client(local) as client:
+            yield client
+        return
+    if n_workers is not None:
+        raise ValueError(
+            "n_workers only sizes the default LocalCluster; with scheduler= the cluster "
+            "decides its workers"
+        )
+    if isinstance(scheduler, distributed.Client):
+        yield scheduler
+        return
+    if isinstance(scheduler, str):
+        connect = "30s" if timeout is None else min(30.0, float(timeout))
+        with distributed.Client(scheduler, timeout=connect) as client:
+            yield client
+        return
+    raise TypeError(
+        f"scheduler must be None (a new LocalCluster), a scheduler address such as "
+        f"'tcp://host:8786', or a distributed.Client; got {type(scheduler).__name__}"
+    )
+
+
+# ---------------------------------------------------------------------- the loop
+def compute_pending(
+    job: Job,
+    inputs: tuple[Any, torch.Tensor, torch.Tensor | None],
+    manifest: dict[str, Any],
+    pending: list[tuple[int, int]],
+    cluster: Cluster,
+) -> Tally:
+    """Submit the pending tile tasks and record each finished batch in the manifest.
+
+    ``inputs`` is ``(model, x, y)`` on the CPU (scattered to every worker once).
+    A failed task stops the run with a ``RuntimeError`` after recording what
+    finished; a timeout leaves the finished tiles recorded.
+    """
+    from tqdm.auto import tqdm
+
+    model, x_cpu, y_cpu = inputs
+    deadline = None if cluster.timeout is None else time.monotonic() + cluster.timeout
+    tiles = dict(manifest["tiles"])
+    tally = Tally()
+    n_total = len(job.layout.tasks())
+    with _client(cluster, len(pending)) as client:
+        client.register_plugin(TorchThreadsPlugin(1), name=TorchThreadsPlugin.name)
+        client.wait_for_workers(1, timeout=cluster.timeout)
+        model_f = client.scatter(model, broadcast=True, hash=False)
+        x_f = client.scatter(x_cpu, broadcast=True, hash=False)
+        y_f = None if y_cpu is None else client.scatter(y_cpu, broadcast=True, hash=False)
+        run_id = uuid.uuid4().hex[:8]
+        futures = [
+            client.submit(
+                compute_task, model_f, x_f, y_f, job, task,
+                key=f"kernelzoo-tile-{run_id}-{task[0]}-{task[1]}",
+                pure=False,
+                priority=-index,  # roughly row-major, so partial stores fill from the top
+            )
+            for index, task in enumerate(pending)
+        ]
+        remaining = None if deadline is None else max(1e-3, deadline - time.monotonic())
+        bar = tqdm(
+            total=n_total, initial=n_total - len(pending),
+            desc="gram tiles" if job.layout.kind == "gram" else "feature tiles", unit="tile",
+            disable=not cluster.progress, leave=True,
+        )
+        try:
+            for batch in distributed.as_completed(futures, timeout=remaining).batches():
+                failed, n_finished = None, 0
+                for future in batch:
+                    if future.status != "finished":
+                        failed = failed or future
+                        continue
+                    _, checksums, wall, cpu = future.result()
+                    tiles.update(checksums)
+                    tally.task_seconds += wall
+                    tally.task_cpu_seconds += cpu
+                    n_finished += 1
+                    future.release()
+                manifest["tiles"] = tiles
+                write_manifest(job.path, manifest)
+                tally.n_computed += n_finished
+                bar.update(n_finished)
+                if failed is not None:
+                    raise RuntimeError(
+                        f"a tile task of store {job.path!r} failed ({tally.n_computed} tiles "
+                        f"recorded; rerun to resume): {failed.exception()!r}"
+                    ) from failed.exception()
+        finally:
+            bar.close()
+            client.cancel([f for f in futures if not f.done()])
+    return tally

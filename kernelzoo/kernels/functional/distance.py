@@ -1,0 +1,109 @@
+"""Squared Euclidean distances for stationary kernels, exact where the GEMM expansion cancels.
+
+``|x - y|^2 = |x|^2 + |y|^2 - 2 x.y`` costs one GEMM but loses all digits when
+x and y nearly coincide far from the origin (near-duplicates, large scales):
+the rounding error is about ``eps (|x|^2 + |y|^2)``, whatever the distance.
+Entries below a threshold are therefore recomputed directly as sums of
+squared differences, and the diagonal of a Gram of x with itself is an exact
+zero, so identical inputs are at distance exactly 0 (the stationary kernels'
+version of the package's rule that identical inputs give an exact angle 0).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["identical_rows", "neg_half_sq_distances", "refine_near_duplicates"]
+
+
+def refine_near_duplicates(
+    x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, bound: float
+) -> None:
+    """Recompute ``v = -|x_i - y_j|^2 / 2`` directly where the expanded form cancels.
+
+    ``x.y - |x|^2/2 - |y|^2/2`` loses all digits when x and y nearly coincide
+    far from the origin (scaled inputs, near-duplicates); entries with
+    ``v >= -bound`` are redone as a sum of squared differences, in place.
+
+    Shape: ``x (n, d)``, ``y (m, d)``, ``v (n, m)``.
+    """
+    idx = (v >= -bound).nonzero()
+    if idx.numel() == 0:
+        return
+    rows, cols = idx[:, 0], idx[:, 1]
+    chunk = max(1, (1 << 24) // max(1, x.shape[1]))
+    for start in range(0, rows.numel(), chunk):
+        r, c = rows[start : start + chunk], cols[start : start + chunk]
+        v[r, c] = -0.5 * (x[r] - y[c]).square().sum(1)
+
+
+def neg_half_sq_distances(
+    x: torch.Tensor, y: torch.Tensor, same: bool, refine: float | None = None
+) -> torch.Tensor:
+    """``v[i, j] = -|x_i - y_j|^2 / 2`` (``<= 0``), exact zeros on the diagonal when ``same``.
+
+    Without gradients: one GEMM of augmented rows ``[x, -|x|^2/2, 1]`` and
+    ``[y, 1, -|y|^2/2]``, clamped at 0, then the entries with
+    ``|x - y|^2 <= refine * (max |x|^2 + max |y|^2)`` recomputed directly
+    (:func:`refine_near_duplicates`; ``refine`` defaults to ``64 eps``, enough
+    for kernels that are smooth in the squared distance; kernels of the
+    distance itself, whose square root amplifies the error of small squared
+    distances, pass a larger one). With gradients: the expanded form,
+    clamped, out of place (differentiable).
+
+    Shape: ``x (n, d)``, ``y (m, d)`` (``y is x`` when ``same``) -> ``(n, m)``.
+    """
+    sx = x.square().sum(1)
+    sy = sx if same else y.square().sum(1)
+    if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
+        d2 = (sx[:, None] + sy[None, :] - 2.0 * x @ y.T).clamp_min(0.0)
+        if same:
+            d2 = d2 * (1 - torch.eye(len(x), dtype=x.dtype, device=x.device))
+        return -0.5 * d2
+    ones_x, ones_y = sx.new_ones(len(sx), 1), sy.new_ones(len(sy), 1)
+    xa = torch.cat([x, -0.5 * sx[:, None], ones_x], dim=1)
+    ya = torch.cat([y, ones_y, -0.5 * sy[:, None]], dim=1)
+    v = (xa @ ya.T).clamp_max_(0.0)
+    if refine is None:
+        refine = 64 * torch.finfo(x.dtype).eps
+    refine_near_duplicates(x, y, v, refine * 0.5 * float(sx.max() + sy.max()))
+    if same:
+        v.fill_diagonal_(0.0)
+    return v
+
+
+def identical_rows(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(i, j)`` with ``x[i]`` equal to ``y[j]``, entry for entry.
+
+    Kernels whose evaluation of a pair of distinct but identical inputs is not
+    exact (the CKN's position Grams) give those pairs exactly ``k(x, x)``.
+
+    Candidates come from two cheap fingerprints (compared with a tolerance, so
+    that rounding differences between rows cannot hide a match), then are
+    checked exactly; O(n m) numbers in chunks of rows, next to O(n m) image pairs.
+
+    Shape: ``x (n, ...)``, ``y (m, ...)`` -> two index tensors ``(k,)``.
+    """
+    fx, fy = x.flatten(1), y.flatten(1)
+    weights = torch.linspace(1.0, 2.0, fx.shape[1], dtype=x.dtype, device=x.device)
+    prints_x = torch.stack([fx.sum(1), (fx * weights).sum(1)], 1)
+    prints_y = torch.stack([fy.sum(1), (fy * weights).sum(1)], 1)
+    abs_x, abs_y = fx.abs().sum(1), fy.abs().sum(1)
+    eps, tiny = torch.finfo(x.dtype).eps, torch.finfo(x.dtype).tiny
+    rows, cols = [], []
+    chunk = max(1, (1 << 22) // max(1, fy.shape[0]))
+    for r0 in range(0, fx.shape[0], chunk):
+        diff = (prints_x[r0:r0 + chunk, None] - prints_y[None, :]).abs()
+        tol = 128 * eps * (abs_x[r0:r0 + chunk, None] + abs_y[None, :]) + tiny
+        ci, cj = (diff <= tol[:, :, None]).all(2).nonzero(as_tuple=True)
+        rows.append(ci + r0)
+        cols.append(cj)
+    ci, cj = torch.cat(rows), torch.cat(cols)
+    keep = []
+    step = max(1, (1 << 24) // max(1, fx.shape[1]))
+    for s in range(0, ci.numel(), step):
+        keep.append((fx[ci[s:s + step]] == fy[cj[s:s + step]]).all(1))
+    if not keep:
+        return ci, cj
+    mask = torch.cat(keep)
+    return ci[mask], cj[mask]
