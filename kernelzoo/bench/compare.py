@@ -261,7 +261,7 @@ def _plan_section(metadata: dict[str, Any]) -> Any:
         f"at n = {', '.join(map(str, sizes.get('speed', [])))}. Approximations' accuracy at "
         f"budgets {', '.join(map(str, budgets.get('accuracy', []))) or '(none)'} on "
         f"{plan.get('approximation_splits')} split(s); approximation seeds "
-        f"{', '.join(map(str, plan.get('seeds', [])))}; {plan.get('threads')} CPU threads."))
+        f"{', '.join(map(str, plan.get('seeds', [])))}; CPU threads: {plan.get('threads')}."))
     for rule in plan.get("search", []):
         section.text(f"Hyperparameter search narrowed by the preset: {rule}.")
     used = metadata.get("kernels") or {}

@@ -114,7 +114,8 @@ class Accuracy(Harness):
         kernels = [tuned_case(case, c).kernel for c in candidates]
         best: dict[tuple[int, int], tuple[Any, int]] = {}  # (split, n) -> (classifier, cand.)
         for index, kernel in enumerate(kernels):
-            ctx.progress.note(f"accuracy: {case.spec} {_describe(candidates[index], 0)[:40]}")
+            shown = _describe(candidates[index], 0).rpartition("lambda=")[0].rstrip(", ")
+            ctx.progress.note(f"accuracy: {case.spec} {shown[:40]}")
             gram = ctx.grams.get(kernel)
             for split in ctx.pool.splits:
                 for n in sizes:
