@@ -34,7 +34,7 @@ import warnings
 
 import pytest
 import torch
-from hypothesis import given, reject, settings
+from hypothesis import event, given, reject, settings
 from hypothesis import strategies as st
 
 import kernelzoo as kz
@@ -177,7 +177,7 @@ def check_gram(obj, x: torch.Tensor, exact: bool, tol: float | None = None) -> N
         assert gram.dtype == x.dtype and gram.shape == (len(x), len(x))
         assert bool(torch.isfinite(gram).all()), gram
         assert torch.equal(gram, gram.T), "not exactly symmetric"
-        if exact:
+        if exact and math.isfinite(tol):
             evals = torch.linalg.eigvalsh(gram.double())
             trace = float(torch.diagonal(gram).double().sum())
             assert float(evals.min()) >= -1e-6 * trace - 1e-300, (evals, trace)
@@ -197,8 +197,13 @@ def check_gram(obj, x: torch.Tensor, exact: bool, tol: float | None = None) -> N
 
 
 def _fuzz(family: str, data) -> None:
-    method = data.draw(st.sampled_from(_methods(family)), label="method")
+    approximations = _methods(family)[1:]
+    # half the examples for the exact kernel (where the numerics live), half spread over
+    # the approximations
+    method = data.draw(st.sampled_from(["exact"] * max(1, len(approximations))
+                                       + approximations), label="method")
     dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    event(f"{method} {str(dtype)[6:]}")  # --hypothesis-show-statistics shows the spread
     if method == "exact":
         variant = data.draw(st.sampled_from(variants(family)), label="variant")
         obj = kz.kernel(family, **dict(variant))
@@ -211,10 +216,12 @@ def _fuzz(family: str, data) -> None:
     shape = _shape(obj.kernel if method != "exact" else obj)
     x = data.draw(inputs(shape, dtype), label="x")
     tol = None
-    kernel = obj if method == "exact" else obj.kernel
-    if family in ("nngp", "ntk") and kernel.homogeneity is None and conv_fix_pending():
-        # erf nets on main lose all digits as |x| grows (test_erf_precision, strict
-        # xfail): finiteness, symmetry and PSD are still checked, agreement is not
+    if family in ("nngp", "ntk") and conv_fix_pending():
+        # main's nngp/ntk recursion loses digits where its intermediates leave the dtype's
+        # normal range (float32 variances of 1e-22 multiply into subnormals; erf nets at
+        # large |x|): the strict xfails test_homogeneous_kernels_scale, test_erf_precision
+        # and test_erf_large_rows pin this; here finiteness (or OverflowError) and
+        # symmetry are checked, values (PSD, agreement with diag and cross Grams) are not
         tol = math.inf
     check_gram(obj, x, exact=method == "exact", tol=tol)
 
@@ -364,3 +371,17 @@ def test_erf_precision(family, dtype, scale):
     tol = 1e-5 if dtype == torch.float32 else 1e-7
     assert abs(float(k.gram(x.to(dtype))) - reference) <= tol * reference
     assert abs(float(k.diag(x.to(dtype))) - reference) <= tol * reference
+
+
+@pytest.mark.xfail(conv_fix_pending(), strict=True, reason="fixed on branch conv")
+def test_erf_large_rows():
+    """An erf nngp Gram with a row of size 1e77 (float64; found by the fuzz suite): on main
+    k(x, x) of that row is 0 instead of 1.18 and the Gram has an eigenvalue -0.27;
+    branch ``conv`` gives the right, PSD Gram."""
+    x = torch.tensor([[1.5410, -0.29343, -2.1788, 0.56843, -1.0845],
+                      [-1.6195e77, 4.6704e76, 9.7037e76, -8.3284e76, -4.6704e76]],
+                     dtype=torch.float64)
+    k = kz.kernel("nngp", activation="erf")
+    gram = k.gram(x)
+    assert float(torch.linalg.eigvalsh(gram).min()) > 0
+    assert torch.allclose(torch.diagonal(gram), k.diag(x), rtol=1e-9)
