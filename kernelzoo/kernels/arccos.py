@@ -4,11 +4,11 @@
 composed ``depth`` times: ``k^(l+1)(x, y) = (1/pi) [k^(l)(x,x) k^(l)(y,y)]^(n/2)
 J_n(theta^(l))`` with ``k^(0) = x.y``. ``k = 0`` when either input is zero.
 
-Representable range of input scale s (the kernel scales like s^(2 n^depth)...):
-degree 0 is scale invariant; degree 1 is homogeneous of degree 2 at every
-depth (float64: s in 1e-15..1e15; float32: 1e-15..1e15 with ``|x|^2`` kept
-within float32's range); degree 2 grows like ``s^(2^(depth+1))`` (float64 at
-depth 1: 1e-15..1e15; float32 at depth 1: 1e-4..1e4).
+Any input scale: ``k(a x, b y) = (a b)^p k(x, y)`` with ``p`` 0, 1 or
+``2^depth`` for degrees 0, 1, 2, so every tile is evaluated on samples scaled
+to unit norm by powers of two and the scale is put back with ``ldexp``
+(:mod:`~kernelzoo.kernels.functional.extremes`); a value that does not fit
+the dtype is an ``OverflowError``, never NaN.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from kernelzoo.kernels.functional.dot import (
     set_unit_self_cosines,
 )
 from kernelzoo.kernels.base import Kernel, Param, check_int
+from kernelzoo.kernels.functional.extremes import unit_samples, unscale, unscale_diag
 
 __all__ = ["ArcCosine", "arccos_layers"]
 
@@ -94,7 +95,20 @@ class ArcCosine(Kernel):
     def _prepare(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return as_vectors(x, name)
 
+    @property
+    def homogeneity(self) -> int:
+        """``p`` with ``k(a x, b y) = (a b)^p k(x, y)`` for ``a, b > 0``: 0, 1 or ``2**depth``."""
+        return (0, 1, 2**self.depth)[self.degree]
+
     def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
+        """A tile evaluated on samples scaled to unit norm by powers of two (exact), the
+        scale put back at the end: squared norms cannot overflow or underflow where the
+        kernel value fits the dtype."""
+        xs, ex = unit_samples(x)
+        ys, ey = (xs, ex) if same else unit_samples(y)
+        return unscale(self._unit_block(xs, ys, same), ex, ey, self.homogeneity)
+
+    def _unit_block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
         kxx = x.square().sum(1)
         kyy = kxx if same else y.square().sum(1)
         grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
@@ -118,4 +132,6 @@ class ArcCosine(Kernel):
         return item * (5 * n_rows * n_cols + (n_rows + n_cols) * (x.shape[1] + 4))
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
-        return _diag_at_layer(x.square().sum(1), self.degree, self.depth)
+        xs, ex = unit_samples(x)
+        return unscale_diag(_diag_at_layer(xs.square().sum(1), self.degree, self.depth), ex,
+                            self.homogeneity)

@@ -26,18 +26,24 @@ import torch
 
 from kernelzoo._validation import as_vectors
 from kernelzoo.kernels.base import Kernel, Param, check_choice, check_positive
-from kernelzoo.kernels.functional.distance import neg_half_sq_distances
+from kernelzoo.kernels.functional.distance import neg_half_sq_distances, scaled_neg_half_sq
 from kernelzoo.kernels.functional.dot import safe_sqrt
 
 __all__ = ["Matern"]
 
 _NUS = (0.5, 1.5, 2.5)
+#: scaled distances beyond this give k = 0 in float64 already (exp(-1e4) underflows), and
+#: clamping them keeps ``(1 + s + s^2/3) exp(-s)`` from becoming ``inf * 0``
+_R_MAX = 1e4
 
 
 def _check_nu(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be one of {_NUS}, got {value!r}")
     return float(check_choice(*_NUS)(float(value), name))
+
+
+_check_nu.choices = _NUS  # type: ignore[attr-defined]
 
 
 def matern_of_distance(r: torch.Tensor, nu: float) -> torch.Tensor:
@@ -79,9 +85,13 @@ class Matern(Kernel):
         return as_vectors(x, name)
 
     def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
+        refine = math.sqrt(torch.finfo(x.dtype).eps)
+        v = scaled_neg_half_sq(x, y, same, self.lengthscale, refine=refine)
+        if v is not None:  # far from the origin: r may be inf, where k is 0
+            r = safe_sqrt(-2.0 * v).clamp_max(_R_MAX)
+            return matern_of_distance(r, self.nu)
         xs = x / self.lengthscale
         ys = xs if same else y / self.lengthscale
-        refine = math.sqrt(torch.finfo(x.dtype).eps)
         r = safe_sqrt(-2.0 * neg_half_sq_distances(xs, ys, same, refine=refine))
         return matern_of_distance(r, self.nu)
 

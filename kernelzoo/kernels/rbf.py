@@ -6,7 +6,7 @@ import torch
 
 from kernelzoo._validation import as_vectors
 from kernelzoo.kernels.base import Kernel, Param, check_positive
-from kernelzoo.kernels.functional.distance import neg_half_sq_distances
+from kernelzoo.kernels.functional.distance import neg_half_sq_distances, scaled_neg_half_sq
 
 __all__ = ["RBF"]
 
@@ -35,11 +35,15 @@ class RBF(Kernel):
         return as_vectors(x, name)
 
     def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
-        scale = 1.0 / self.lengthscale
-        xs = x * scale
-        ys = xs if same else y * scale
-        # v = -|x - y|^2 / 2 (exact near duplicates), then exp, in place without gradients
-        v = neg_half_sq_distances(xs, ys, same)
+        # v = -|x - y|^2 / (2 l^2) (exact near duplicates; scaled by a power of two where
+        # the squares would overflow: far-apart points give -inf, so 0), then exp, in place
+        # without gradients
+        v = scaled_neg_half_sq(x, y, same, self.lengthscale)
+        if v is None:
+            scale = 1.0 / self.lengthscale
+            xs = x * scale
+            ys = xs if same else y * scale
+            v = neg_half_sq_distances(xs, ys, same)
         return torch.exp(v) if v.requires_grad else v.exp_()
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from kernelzoo._validation import format_bytes
+
 __all__ = ["tiled_gram", "choose_tile", "tile_ranges"]
 
 BlockFn = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
@@ -93,8 +95,8 @@ def tiled_gram(
     tr, tc, fits = choose_tile(n, m, budget, cost)
     if not fits:
         warnings.warn(
-            f"{desc}: one indivisible block needs {cost(1, 1) / 2**20:.1f} MiB, more than the "
-            f"memory budget of {budget / 2**20:.1f} MiB; running it anyway",
+            f"{desc}: one indivisible block needs {format_bytes(cost(1, 1))}, more than the "
+            f"memory budget of {format_bytes(budget)}; running it anyway",
             RuntimeWarning,
             stacklevel=3,
         )
