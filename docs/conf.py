@@ -124,6 +124,9 @@ sphinx_gallery_conf = {
 }
 warnings.filterwarnings("ignore", category=UserWarning,
                         message="Matplotlib is currently using agg")
+# numpydoc parses raw docstrings for signatures too, where it warns about the house style's
+# ``Shape`` section; the rendered docstrings get it as a rubric in Notes (docs/_ext)
+warnings.filterwarnings("ignore", category=UserWarning, message="Unknown section Shape")
 
 # -- HTML --------------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"

@@ -6,6 +6,7 @@
   counts, options and defaults, families), from :data:`kernelzoo.registry.METHODS`.
 - ``.. kernelzoo-params:: FAMILY``: the family's ``Param`` table (name, default, allowed
   values, meaning, what ``kernelzoo compare`` searches, what gpytorch trains).
+- ``.. kernelzoo-experiments::``: the named reproductions of ``kernelzoo reproduce``.
 - ``.. kernelzoo-cli::``: ``kernelzoo [COMMAND ...] --help`` for every command of the
   argparse parser (:func:`kernelzoo.cli.build_parser`), so the reference cannot rot.
 - Each family's API page gets its ``Param`` table appended, and each approximation's its
@@ -158,6 +159,26 @@ class ParamsDirective(_Generated):
         return self._parse(param_table(cls))
 
 
+class ExperimentsDirective(_Generated):
+    """``.. kernelzoo-experiments::``: the named reproductions (``kernelzoo reproduce``)."""
+
+    def run(self) -> list[nodes.Node]:
+        try:
+            from kernelzoo.reproduce import EXPERIMENTS
+        except ImportError:
+            return self._parse(["This version has no ``kernelzoo.reproduce`` module.", ""])
+        rows = []
+        for name in sorted(EXPERIMENTS):
+            e = EXPERIMENTS[name]
+            published = "; ".join(
+                f"{p.what}: {p.value if p.value is not None else 'n/a'}"
+                f"{'%' if p.value is not None else ''} ({p.source}, {p.kind})"
+                for p in e.published)
+            rows.append([f"``{name}``", f"v{e.version}", e.title, e.dataset, published])
+        return self._parse(_list_table(["name", "version", "what", "dataset",
+                                        "set beside"], rows, "14 6 30 10 40"))
+
+
 class CLIDirective(_Generated):
     """``.. kernelzoo-cli::``: the help of every command, as argparse prints it."""
 
@@ -270,6 +291,39 @@ def _skip_member(app, what, name, obj, skip, options):
     return None
 
 
+_ORDER_AFTER_NOTES = ("References", "Examples")
+
+
+def _is_header(lines: list[str], i: int) -> bool:
+    return (i + 1 < len(lines) and bool(lines[i].strip())
+            and set(lines[i + 1].strip()) == {"-"}
+            and len(lines[i + 1].strip()) >= len(lines[i].strip()) > 0)
+
+
+def _shape_into_notes(app, what, name, obj, options, lines) -> None:
+    """Before numpydoc: a ``Shape`` section (the house style, as PyTorch's) becomes a
+    rubric at the end of ``Notes``, a section numpydoc knows (it drops unknown ones)."""
+    starts = [i for i in range(len(lines)) if lines[i].strip() == "Shape" and _is_header(lines, i)]
+    if not starts:
+        return
+    start = starts[0]
+    end = next((j for j in range(start + 2, len(lines)) if _is_header(lines, j)), len(lines))
+    body = lines[start + 2 : end]
+    del lines[start:end]
+    while body and not body[-1].strip():
+        body.pop()
+    block = [".. rubric:: Shape", "", *body, ""]
+    headers = {lines[i].strip(): i for i in range(len(lines)) if _is_header(lines, i)}
+    if "Notes" in headers:
+        after = [i for h, i in headers.items() if i > headers["Notes"]]
+        at = min(after) if after else len(lines)
+        lines[at:at] = ["", *block]
+        return
+    later = [headers[h] for h in _ORDER_AFTER_NOTES if h in headers]
+    at = min(later) if later else len(lines)
+    lines[at:at] = ["", "Notes", "-----", *block]
+
+
 def _append_tables(app, what, name, obj, options, lines) -> None:
     """After numpydoc: a family's Param table, an approximation's options table."""
     if what != "class":
@@ -306,7 +360,9 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("kernelzoo-methods", MethodsDirective)
     app.add_directive("kernelzoo-params", ParamsDirective)
     app.add_directive("kernelzoo-cli", CLIDirective)
+    app.add_directive("kernelzoo-experiments", ExperimentsDirective)
     app.connect("builder-inited", _set_signatures)
     app.connect("autodoc-skip-member", _skip_member)
+    app.connect("autodoc-process-docstring", _shape_into_notes, priority=400)
     app.connect("autodoc-process-docstring", _append_tables, priority=600)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

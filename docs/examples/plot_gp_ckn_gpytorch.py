@@ -21,7 +21,8 @@ import torch
 import kernelzoo as kz
 from kernelzoo.bench.gp import gp_metrics, rotated_digits
 
-x_train, y_train, x_test, y_test, image_shape, name = rotated_digits(160, 80, seed=0, source="digits")
+data = rotated_digits(160, 80, seed=0, source="digits")
+x_train, y_train, x_test, y_test, image_shape, name = data
 x_train, y_train, x_test, y_test = (torch.as_tensor(a) for a in (x_train, y_train, x_test, y_test))
 print(name, tuple(x_train.shape), image_shape)  # flattened images (n, C*H*W), as gpytorch wants
 y_mean, y_std = y_train.mean(), y_train.std()
