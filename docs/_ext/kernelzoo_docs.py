@@ -279,6 +279,8 @@ def _foreign(member: Any) -> bool:
     """Defined outside kernelzoo (torch, gpytorch, scikit-learn, builtins)."""
     target = member.fget if isinstance(member, property) else member
     module = getattr(target, "__module__", None)
+    if module is None and hasattr(target, "__objclass__"):  # methods of builtins (tuple.count)
+        module = getattr(target.__objclass__, "__module__", None)
     if module is None:
         return False
     return not (module == "kernelzoo" or module.startswith("kernelzoo."))

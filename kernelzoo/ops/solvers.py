@@ -59,8 +59,9 @@ class GramPanels:
         ``"threads"`` read a zarr-backed array in this process, which is faster
         than shipping every panel through a cluster on each CG iteration).
 
-    Shape:
-        ``source`` ``(n, m)``; :meth:`matmul` ``(m, c)`` -> ``(n, c)``.
+    Shape
+    -----
+    ``source`` ``(n, m)``; :meth:`matmul` ``(m, c)`` -> ``(n, c)``.
     """
 
     def __init__(

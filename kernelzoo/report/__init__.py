@@ -27,7 +27,18 @@ __all__ = ["Section", "combine", "plots", "read_results", "summaries", "tables",
 
 
 def combine(frames: Mapping[str, pd.DataFrame] | list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate harness DataFrames (columns united); metadata of the first is kept."""
+    """Concatenate harness DataFrames (columns united); metadata of the first is kept.
+
+    Parameters
+    ----------
+    frames : mapping or list of DataFrame
+        The harnesses' frames.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One frame.
+    """
     items = list(frames.values()) if isinstance(frames, Mapping) else list(frames)
     items = [f for f in items if f is not None]
     if not items:
