@@ -290,6 +290,11 @@ def _skip_member(app, what, name, obj, skip, options):
     if what == "class" and (inspect.isroutine(obj) or isinstance(obj, property)):
         if _foreign(obj):
             return True
+    # a class under another name (a module's former name for it, e.g. gpytorch's
+    # RBFExactKernel = LengthscaleKernel): documented once, under its own name; the alias
+    # is listed with its ``#:`` comment among the module's constants
+    if inspect.isclass(obj) and name != obj.__name__ and not name.startswith("_"):
+        return True
     return None
 
 

@@ -450,10 +450,10 @@ class SupervisedCKN(LayerwiseCKN):
     ----------------
     n_patches, kmeans_iters, eps, rel_clip
         As :class:`LayerwiseCKN` (the initialisation).
-    epochs : int, default 10
-        Epochs of SGD on the anchors.
     batch_size : int, default 128
         Images per SGD step.
+    epochs : int, default 10
+        Epochs of SGD on the anchors.
     lr : float, default 0.01
         Learning rate (1.0 diverged on Fashion-MNIST; 0.03 already did).
     momentum : float, default 0.9

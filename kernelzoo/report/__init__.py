@@ -54,6 +54,16 @@ def read_results(folder: str | os.PathLike) -> pd.DataFrame:
 
     ``write_report(read_results(folder), folder)`` rewrites the report from
     its own results (e.g. after a change to the tables or plots).
+
+    Parameters
+    ----------
+    folder : str or path-like
+        A report folder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows, metadata in ``attrs``.
     """
     folder = Path(folder)
     frame = pd.read_csv(folder / "results.csv")
