@@ -190,8 +190,9 @@ class CLIDirective(_Generated):
         lines: list[str] = []
         for words, parser in _walk(build_parser(), ["kernelzoo"]):
             title = " ".join(words)
-            lines += [title, "^" * len(title), "", f"``{title} --help``::", ""]
-            with _columns(88):
+            lines += [title, "^" * len(title), "", f"``{title} --help``:", "",
+                      ".. code-block:: text", ""]
+            with _columns(78):
                 text = parser.format_help()
             lines += ["   " + line if line.strip() else "" for line in text.splitlines()]
             lines.append("")

@@ -7,8 +7,10 @@ al. 2018; Arora et al. 2019) is computed in closed form by kernelzoo, equal to
 neural-tangents' ``stax`` in the "ntk" parameterization. The ``empirical``
 approximation draws one random network of a given width (the budget) and
 computes ``J(x) J(y)^T``, the inner products of its parameter gradients. As the
-width grows the empirical NTK concentrates around the infinite-width kernel,
-its relative error falling roughly like ``1 / sqrt(width)``.
+width grows the empirical NTK concentrates around the infinite-width kernel.
+The dashed line shows ``1 / sqrt(width)`` (the size of the random
+fluctuations) for reference; the scatter at the largest width also shows a
+systematic offset, a finite-width correction that shrinks with the width.
 """
 
 # %%
