@@ -27,9 +27,10 @@ x_train = torch.as_tensor(train.X, dtype=torch.float64)
 x_test = torch.as_tensor(test.X, dtype=torch.float64)
 times = np.logspace(-1, 4, 16)
 
+nets = {"fc, depth 3": "ntk(depth=3)",
+        "conv, depth 2, flatten": "ntk(architecture='conv', depth=2, readout='flatten')"}
 curves = {}
-for label, spec in [("fc, depth 3", "ntk(depth=3)"),
-                    ("conv, depth 2, flatten", "ntk(architecture='conv', depth=2, readout='flatten')")]:
+for label, spec in nets.items():
     k = kz.kernel(spec)
     K_train, K_test_train = k.gram(x_train), k.gram(x_test, x_train)
     acc = predict.accuracy_over_time(K_train, train.y, K_test_train, test.y,
