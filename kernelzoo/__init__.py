@@ -13,7 +13,19 @@ __all__ = ["kernel", "available", "load", "set_memory_budget", "get_memory_budge
 
 
 def load(path):
-    """Load an approximation saved with ``a.save(path)``."""
+    """Load an approximation saved with ``a.save(path)``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    Approximation
+        Fitted; every part of the file is checked first (a ``ValueError`` naming
+        the file otherwise).
+    """
     from kernelzoo.approx.base import load as _load
 
     return _load(path)

@@ -122,6 +122,16 @@ def fingerprint(a: Any) -> dict[str, Any]:
 
     Shape:
         ``a``: any shape (numpy or torch, any device) -> a JSON-able dict.
+
+    Parameters
+    ----------
+    a : array or tensor
+        Any shape, numpy or torch, any device.
+
+    Returns
+    -------
+    dict
+        ``sha256``, ``shape``, ``dtype``.
     """
     arr = host_array(a)
     return {"sha256": sha256_of(arr), "shape": list(arr.shape), "dtype": str(arr.dtype)}

@@ -200,7 +200,13 @@ def get_memory_budget() -> int:
 
 
 def set_memory_budget(value: int | float | str | None) -> None:
-    """Set the global default memory budget (``None`` restores 1 GiB / the env var)."""
+    """Set the global default memory budget (``None`` restores 1 GiB / the env var).
+
+    Parameters
+    ----------
+    value : int, float, str or None
+        Bytes, or a string such as ``"2GB"`` or ``"512MiB"``.
+    """
     global _global_budget
     _global_budget = None if value is None else parse_memory_budget(value)
 

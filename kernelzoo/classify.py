@@ -61,13 +61,37 @@ def _targets(y: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
 
 
 def accuracy(predicted: Any, y: Any) -> float:
-    """Fraction of equal labels."""
+    """Fraction of equal labels.
+
+    Parameters
+    ----------
+    predicted, y : array or tensor, ``(n,)``
+        Labels.
+
+    Returns
+    -------
+    float
+        The fraction of equal labels.
+    """
     p, t = torch.as_tensor(np.asarray(predicted)).reshape(-1), torch.as_tensor(np.asarray(y))
     return float((p == t.reshape(-1)).double().mean())
 
 
 def default_lambdas(top_eigenvalue: float, n: int = 21) -> np.ndarray:
-    """``top * 10^linspace(-10, 0, n)``: the default lambda grid."""
+    """``top * 10^linspace(-10, 0, n)``: the default lambda grid.
+
+    Parameters
+    ----------
+    top_eigenvalue : float
+        The scale of the grid.
+    n : int
+        Number of lambdas.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)``, increasing.
+    """
     return max(top_eigenvalue, 1e-300) * np.logspace(-10, 0, n)
 
 
@@ -77,6 +101,19 @@ class LinearClassifier:
 
     Attributes: ``weight (d, c)``, ``intercept (c,)``, ``classes (c,)``, ``lam``
     (the chosen lambda) and ``val_accuracy`` (the accuracy that chose it).
+
+    Parameters
+    ----------
+    weight : torch.Tensor
+        ``(d, c)``.
+    intercept : torch.Tensor
+        ``(c,)``.
+    classes : numpy.ndarray
+        ``(c,)`` labels.
+    lam : float
+        The chosen lambda.
+    val_accuracy : float
+        The validation accuracy that chose it.
     """
 
     weight: torch.Tensor
@@ -86,7 +123,18 @@ class LinearClassifier:
     val_accuracy: float
 
     def decision_function(self, features: Any) -> torch.Tensor:
-        """Scores, shape ``(n, c)``."""
+        """Scores, shape ``(n, c)``.
+
+        Parameters
+        ----------
+        features : array or tensor, ``(n, d)``
+            Features.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, c)`` scores.
+        """
         f = features
         if not isinstance(f, torch.Tensor):
             f = torch.as_tensor(np.array(f))
@@ -98,7 +146,20 @@ class LinearClassifier:
         return self.classes.to(scores.device)[scores.argmax(1)]
 
     def score(self, features: Any, y: Any) -> float:
-        """Accuracy on ``(features, y)``."""
+        """Accuracy on ``(features, y)``.
+
+        Parameters
+        ----------
+        features : array or tensor, ``(n, d)``
+            Features.
+        y : array, ``(n,)``
+            Labels.
+
+        Returns
+        -------
+        float
+            Accuracy.
+        """
         return accuracy(self.predict(features).cpu(), y)
 
     def state(self) -> dict[str, Any]:
@@ -140,6 +201,20 @@ def fit_ridge_classifier(
     centred ``F^T F / n`` (d <= n) or ``F F^T / n`` (n < d), in float64.
 
     Shape: ``F_train (n, d)``, ``F_val (m, d)`` -> a classifier with ``weight (d, c)``.
+
+    Parameters
+    ----------
+    F_train, y_train : array or tensor
+        Training features ``(n, d)`` and labels ``(n,)``.
+    F_val, y_val : array or tensor
+        Validation features ``(m, d)`` and labels ``(m,)``.
+    lambdas : sequence of float, optional
+        The grid (default :func:`default_lambdas`).
+
+    Returns
+    -------
+    LinearClassifier
+        At the lambda with the best validation accuracy.
     """
     f = _tensor(F_train, "F_train")
     fv = _tensor(F_val, "F_val").to(f.device)
@@ -177,6 +252,22 @@ def fit_squared_hinge_classifier(
 
     ``lambda`` enters as ``C = 1 / (n lambda)`` (``LinearSVC`` minimises
     ``||w||^2 / 2 + C sum_i max(0, 1 - y_i f_i)^2``).
+
+    Parameters
+    ----------
+    F_train, y_train : array or tensor
+        Training features ``(n, d)`` and labels ``(n,)``.
+    F_val, y_val : array or tensor
+        Validation features ``(m, d)`` and labels ``(m,)``.
+    lambdas : sequence of float, optional
+        The grid (default :func:`default_lambdas`).
+    max_iter : int
+        Iterations of the solver.
+
+    Returns
+    -------
+    LinearClassifier
+        At the lambda with the best validation accuracy.
     """
     from sklearn.svm import LinearSVC
 
@@ -210,7 +301,21 @@ def fit_squared_hinge_classifier(
 
 @dataclasses.dataclass
 class KernelRidgeClassifier:
-    """A fitted one-vs-all kernel ridge classifier: scores ``K(X, X_train) alpha + b``."""
+    """A fitted one-vs-all kernel ridge classifier: scores ``K(X, X_train) alpha + b``.
+
+    Parameters
+    ----------
+    alpha : torch.Tensor
+        ``(n_train, c)`` coefficients.
+    intercept : torch.Tensor
+        ``(c,)``.
+    classes : numpy.ndarray
+        ``(c,)`` labels.
+    lam : float
+        The chosen lambda.
+    val_accuracy : float
+        The validation accuracy that chose it.
+    """
 
     alpha: torch.Tensor  # (n_train, c)
     intercept: torch.Tensor  # (c,)
@@ -240,6 +345,24 @@ def fit_kernel_ridge_classifier(
     eigendecomposition of ``K_train``.
 
     Shape: ``K_train (n, n)``, ``K_val_train (m, n)``.
+
+    Parameters
+    ----------
+    K_train : array or tensor
+        ``(n, n)`` train Gram.
+    y_train : array
+        ``(n,)`` labels.
+    K_val_train : array or tensor
+        ``(m, n)`` validation-train Gram.
+    y_val : array
+        ``(m,)`` labels.
+    lambdas : sequence of float, optional
+        The grid (default :func:`default_lambdas`).
+
+    Returns
+    -------
+    KernelRidgeClassifier
+        At the lambda with the best validation accuracy.
     """
     k = _tensor(K_train, "K_train")
     kv = _tensor(K_val_train, "K_val_train").to(k.device)

@@ -139,6 +139,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``kernelzoo`` and its commands (the documentation's CLI
+    reference is generated from it).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``kernelzoo`` parser.
+    """
     parser = argparse.ArgumentParser(
         prog="kernelzoo",
         description="Kernels of convolutional and infinitely wide networks, exact and "
@@ -185,6 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``kernelzoo`` (the console script).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0, 2 for an error (its message on stderr), 130 when
+        interrupted.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -78,6 +78,13 @@ class Gaussian(NamedTuple):
 
     Shape: ``mean`` ``t.shape + (m, k)``; ``covariance`` ``t.shape + (m, m)``
     (the same for every output column, as neural-tangents' ``trace_axes``).
+
+    Parameters
+    ----------
+    mean : torch.Tensor
+        The mean.
+    covariance : torch.Tensor or None
+        The covariance (None unless asked for).
     """
 
     mean: torch.Tensor
@@ -245,7 +252,21 @@ def _broadcast(value: Any, name: str, shape: tuple[int, ...], dtype: torch.dtype
 # ----------------------------------------------------------------------------- from Grams
 class MSEPredictFn:
     """``predict_fn`` of :func:`gradient_descent_mse` (its eigendecomposition and Cholesky
-    factor are computed on first use and cached)."""
+    factor are computed on first use and cached).
+
+    Parameters
+    ----------
+    k_train_train : tensor, ``(n, n)``
+        The train Gram.
+    y_train : tensor, ``(n, k)``
+        Targets.
+    learning_rate : float
+        Of the continuous-time gradient descent.
+    diag_reg : float
+        Diagonal regularisation (see :func:`gradient_descent_mse`).
+    diag_reg_absolute_scale : bool
+        ``diag_reg`` absolute instead of relative to the mean of the diagonal.
+    """
 
     def __init__(self, k_train_train: Any, y_train: Any, learning_rate: float,
                  diag_reg: float, diag_reg_absolute_scale: bool) -> None:
@@ -303,7 +324,9 @@ class MSEPredictFn:
         unregularised limit; for regularised training-set outputs pass
         ``k_test_train=k_train_train`` and ``fx_test_0=fx_train_0``).
 
-        Shape: ``t.shape + (n, k)`` and ``t.shape + (m, k)`` (no leading axes
+        Shape
+        -----
+        ``t.shape + (n, k)`` and ``t.shape + (m, k)`` (no leading axes
         for scalar or None ``t``).
         """
         if fx_train_0 is None and fx_test_0 is None:
@@ -393,7 +416,9 @@ def gradient_descent_mse(
         ``t``) and Cholesky factor (``t=None``) are computed on first use and
         cached.
 
-    Shape: ``k_train_train (n, n)``, ``y_train (n, k)``; outputs
+    Shape
+    -----
+    ``k_train_train (n, n)``, ``y_train (n, k)``; outputs
     ``t.shape + (n, k)`` / ``t.shape + (m, k)``.
 
     Examples
@@ -447,7 +472,25 @@ def _canonical_get(get: Any) -> tuple[tuple[str, ...], bool]:
 
 class EnsemblePredictFn:
     """``predict_fn`` of :func:`gradient_descent_mse_ensemble` (train Grams, their
-    eigendecompositions and Cholesky factors are computed on first use and cached)."""
+    eigendecompositions and Cholesky factors are computed on first use and cached).
+
+    Parameters
+    ----------
+    kernel : nngp or ntk kernel, or its spec string
+        The architecture.
+    x_train : tensor, ``(n, ...)``
+        Training inputs.
+    y_train : tensor, ``(n, k)``
+        Targets.
+    learning_rate : float
+        Of the continuous-time gradient descent.
+    diag_reg : float
+        Diagonal regularisation (see :func:`gradient_descent_mse_ensemble`).
+    diag_reg_absolute_scale : bool
+        ``diag_reg`` absolute instead of relative to the mean of the diagonal.
+    memory_budget : int or str, optional
+        Working memory of the Gram computations.
+    """
 
     def __init__(self, kernel: Any, x_train: Any, y_train: Any, learning_rate: float,
                  diag_reg: float, diag_reg_absolute_scale: bool,
@@ -524,7 +567,9 @@ class EnsemblePredictFn:
         the order of ``get`` (``Gaussians(nngp=..., ntk=...)`` for None),
         as neural-tangents.
 
-        Shape: mean ``t.shape + (m, k)``, covariance ``t.shape + (m, m)`` (no
+        Shape
+        -----
+        mean ``t.shape + (m, k)``, covariance ``t.shape + (m, m)`` (no
         leading axes for scalar or None ``t``; ``m = n`` without ``x_test``).
         """
         gets, single = _canonical_get(get)
@@ -665,7 +710,9 @@ def gradient_descent_mse_ensemble(
         :meth:`EnsemblePredictFn.__call__`. The train Grams are computed on
         first use; test Grams on every call.
 
-    Shape: ``x_train (n, ...)``, ``y_train (n, k)``; mean ``t.shape + (m, k)``,
+    Shape
+    -----
+    ``x_train (n, ...)``, ``y_train (n, k)``; mean ``t.shape + (m, k)``,
     covariance ``t.shape + (m, m)``.
     """
     return EnsemblePredictFn(kernel, x_train, y_train, learning_rate, diag_reg,

@@ -76,7 +76,18 @@ INTEGRATIONS: dict[str, str] = {
 
 
 def resolve(target: str) -> Any:
-    """The object named by ``"package.module:attr"``, importing the module on first use."""
+    """The object named by ``"package.module:attr"``, importing the module on first use.
+
+    Parameters
+    ----------
+    target : str
+        ``"package.module:attr"``.
+
+    Returns
+    -------
+    object
+        The attribute.
+    """
     module, sep, name = target.partition(":")
     if not sep or not module.startswith("kernelzoo."):
         raise ValueError(f"target must be 'kernelzoo.module:attr', got {target!r}")
@@ -89,6 +100,18 @@ def available() -> list[str]:
 
 
 def kernel_class(family: str) -> type:
+    """The class of a registered family (an unknown family is a ``ValueError`` naming them).
+
+    Parameters
+    ----------
+    family : str
+        A family name.
+
+    Returns
+    -------
+    type
+        A subclass of :class:`kernelzoo.kernels.base.Kernel`.
+    """
     if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(
             f"unknown kernel family {family!r}; available: {', '.join(available())}"
@@ -97,12 +120,36 @@ def kernel_class(family: str) -> type:
 
 
 def approximation_class(family: str, method: str) -> type:
-    """The class implementing ``method`` for ``family`` (one of the family's ``approximations``)."""
+    """The class implementing ``method`` for ``family`` (one of the family's ``approximations``).
+
+    Parameters
+    ----------
+    family : str
+        A family name.
+    method : str
+        One of its approximation methods.
+
+    Returns
+    -------
+    type
+        The approximation class.
+    """
     return kernel_class(family).approximation_class(method)
 
 
 def integration(name: str) -> Any:
-    """The entry point of a bridge to another library (``"gpytorch"``: ``to_gpytorch``)."""
+    """The entry point of a bridge to another library (``"gpytorch"``: ``to_gpytorch``).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`INTEGRATIONS`.
+
+    Returns
+    -------
+    callable
+        The entry point.
+    """
     if name not in INTEGRATIONS:
         raise ValueError(f"unknown integration {name!r}; available: {', '.join(INTEGRATIONS)}")
     return resolve(INTEGRATIONS[name])
@@ -127,6 +174,16 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
     A bare ``"family"`` has no parameters; a parameter given twice is an error
     naming it.
+
+    Parameters
+    ----------
+    spec : str
+        ``"family(key=value, ...)"`` or ``"family"``.
+
+    Returns
+    -------
+    tuple
+        ``(family, params)``.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"kernel spec must be a non-empty string, got {spec!r}")
@@ -162,6 +219,18 @@ def kernel(name_or_spec: str, **params: Any):
     True
 
     Keyword parameters override those in the spec string.
+
+    Parameters
+    ----------
+    name_or_spec : str
+        A family name (:func:`available`) or a spec string.
+    **params
+        The family's parameters, by name.
+
+    Returns
+    -------
+    Kernel
+        The kernel; ``kz.kernel(k.spec) == k``.
     """
     family, spec_params = parse_spec(name_or_spec)
     cls = kernel_class(family)
@@ -175,6 +244,16 @@ def same_kernel(a: str, b: str) -> bool:
     ``"rbf()"`` and ``"rbf(lengthscale=1.0)"`` are the same kernel, and so is a
     spec written before a parameter with a default existed; a spec that no
     longer parses or validates names no kernel of today (False).
+
+    Parameters
+    ----------
+    a, b : str
+        Spec strings.
+
+    Returns
+    -------
+    bool
+        Whether they name the same kernel.
     """
     if a == b:
         return True

@@ -105,12 +105,33 @@ def tile_checksum(tile: Any) -> str:
     """sha256 of a tile's values as stored (C order, the store's dtype).
 
     Shape: ``(r, c)`` -> hex string.
+
+    Parameters
+    ----------
+    tile : array or tensor
+        One chunk's values.
+
+    Returns
+    -------
+    str
+        Hex sha256.
     """
     return sha256_of(tile)
 
 
 def tile_key(i: int, j: int) -> str:
-    """The manifest key of chunk ``(i, j)`` (row-tile index, column-tile index)."""
+    """The manifest key of chunk ``(i, j)`` (row-tile index, column-tile index).
+
+    Parameters
+    ----------
+    i, j : int
+        Row-tile and column-tile index.
+
+    Returns
+    -------
+    str
+        The key.
+    """
     return f"{int(i)},{int(j)}"
 
 
@@ -120,7 +141,20 @@ def _parse_key(key: str) -> tuple[int, int]:
 
 
 def is_chunk_key(manifest: dict[str, Any], key: str) -> bool:
-    """Whether ``key`` names a chunk of this store's grid (a damaged journal line may not)."""
+    """Whether ``key`` names a chunk of this store's grid (a damaged journal line may not).
+
+    Parameters
+    ----------
+    manifest : dict
+        The store's manifest.
+    key : str
+        A chunk key.
+
+    Returns
+    -------
+    bool
+        Whether it is one of the grid's.
+    """
     try:
         i, j = _parse_key(key)
     except ValueError:
@@ -131,7 +165,18 @@ def is_chunk_key(manifest: dict[str, Any], key: str) -> bool:
 
 # ---------------------------------------------------------------------- manifest
 def manifest_path(store: str | os.PathLike) -> str:
-    """The manifest file of a store."""
+    """The manifest file of a store.
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+
+    Returns
+    -------
+    str
+        Its path.
+    """
     return os.path.join(_store_path(store), MANIFEST_NAME)
 
 
@@ -141,6 +186,16 @@ def read_manifest(store: str | os.PathLike) -> dict[str, Any] | None:
     An unreadable manifest (truncated, damaged, not a kernelzoo manifest) is a
     ``ValueError`` naming the file; a run of ``gram_to_store`` with the same
     arguments rebuilds it from the store's journal.
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+
+    Returns
+    -------
+    dict or None
+        The manifest.
     """
     path = manifest_path(store)
     if not os.path.exists(path):
@@ -168,7 +223,15 @@ def read_manifest(store: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def write_manifest(store: str | os.PathLike, manifest: dict[str, Any]) -> None:
-    """Replace the manifest atomically (temp file + fsync + ``os.replace`` + directory fsync)."""
+    """Replace the manifest atomically (temp file + fsync + ``os.replace`` + directory fsync).
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+    manifest : dict
+        The new manifest.
+    """
     directory = _store_path(store)
     manifest = dict(manifest)
     manifest["updated"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -179,7 +242,18 @@ def write_manifest(store: str | os.PathLike, manifest: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------- journal
 def journal_path(store: str | os.PathLike) -> str:
-    """The journal file of a store."""
+    """The journal file of a store.
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+
+    Returns
+    -------
+    str
+        Its path.
+    """
     return os.path.join(_store_path(store), JOURNAL_NAME)
 
 
@@ -188,6 +262,13 @@ def append_journal(store: str | os.PathLike, record: dict[str, Any]) -> None:
 
     ``{"header": {...}}`` (the manifest without its tiles: the store's identity)
     starts a journal; ``{"tiles": {key: sha256}}`` records finished chunks.
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+    record : dict
+        One journal record.
     """
     line = json.dumps(record, sort_keys=True) + "\n"
     with open(journal_path(store), "a", encoding="utf-8") as fh:
@@ -201,6 +282,16 @@ def read_journal(store: str | os.PathLike) -> tuple[dict[str, Any] | None, dict[
 
     Lines that do not parse (a crash mid-append, damage) are skipped: their
     chunks count as not done. ``(None, {})`` without a journal or a header.
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+
+    Returns
+    -------
+    tuple
+        ``(header, tiles)``.
     """
     path = journal_path(store)
     header: dict[str, Any] | None = None
@@ -225,7 +316,18 @@ def read_journal(store: str | os.PathLike) -> tuple[dict[str, Any] | None, dict[
 def rebuild_manifest(store: str | os.PathLike) -> dict[str, Any] | None:
     """The manifest as the journal records it (identity from its header, every chunk it
     lists), or None without a usable journal. The checksums are the journal's: verify
-    the chunks (:func:`corrupt_chunks`) before trusting them."""
+    the chunks (:func:`corrupt_chunks`) before trusting them.
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+
+    Returns
+    -------
+    dict or None
+        The rebuilt manifest.
+    """
     header, tiles = read_journal(store)
     if header is None or header.get("format") != STORE_FORMAT:
         return None
@@ -239,20 +341,57 @@ def rebuild_manifest(store: str | os.PathLike) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------------- geometry
 def chunk_grid(manifest: dict[str, Any]) -> tuple[int, int]:
-    """Number of chunks along rows and columns."""
+    """Number of chunks along rows and columns.
+
+    Parameters
+    ----------
+    manifest : dict
+        The store's manifest.
+
+    Returns
+    -------
+    tuple of int
+        ``(rows, columns)``.
+    """
     (n, m), (tr, tc) = manifest["shape"], manifest["tile"]
     return -(-n // tr), -(-m // tc)
 
 
 def chunk_slices(manifest: dict[str, Any], i: int, j: int) -> tuple[slice, slice]:
-    """Row and column slices of chunk ``(i, j)``."""
+    """Row and column slices of chunk ``(i, j)``.
+
+    Parameters
+    ----------
+    manifest : dict
+        The store's manifest.
+    i, j : int
+        Row-tile and column-tile index.
+
+    Returns
+    -------
+    tuple of slice
+        ``(rows, columns)``.
+    """
     (n, m), (tr, tc) = manifest["shape"], manifest["tile"]
     return slice(i * tr, min((i + 1) * tr, n)), slice(j * tc, min((j + 1) * tc, m))
 
 
 # ---------------------------------------------------------------------- reading
 def open_store(store: str | os.PathLike, mode: str = "r"):
-    """The zarr array of a store (``mode`` "r" or "r+"); no completeness check."""
+    """The zarr array of a store (``mode`` "r" or "r+"); no completeness check.
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+    mode : {'r', 'r+'}
+        Read only, or read and write.
+
+    Returns
+    -------
+    zarr.Array
+        The Gram or feature array.
+    """
     path = _store_path(store)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"store {os.fspath(store)!r} does not exist")
@@ -261,7 +400,18 @@ def open_store(store: str | os.PathLike, mode: str = "r"):
 
 def store_status(store: str | os.PathLike) -> dict[str, Any]:
     """What a store holds: ``{"shape", "dtype", "tile", "symmetric", "n_chunks", "n_done",
-    "complete", "kernel", "kind"}`` (from the manifest; chunk files are not read)."""
+    "complete", "kernel", "kind"}`` (from the manifest; chunk files are not read).
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+
+    Returns
+    -------
+    dict
+        As listed above.
+    """
     manifest = read_manifest(store)
     if manifest is None:
         raise FileNotFoundError(f"store {os.fspath(store)!r} has no {MANIFEST_NAME}")
@@ -281,7 +431,18 @@ def store_status(store: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_complete(store: str | os.PathLike) -> dict[str, Any]:
-    """The manifest, after checking that every chunk is recorded as done (ValueError if not)."""
+    """The manifest, after checking that every chunk is recorded as done (ValueError if not).
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+
+    Returns
+    -------
+    dict
+        The manifest.
+    """
     manifest = read_manifest(store)
     if manifest is None:
         raise ValueError(
@@ -320,6 +481,7 @@ def load_store(
     Returns
     -------
     numpy.ndarray or torch.Tensor, ``(n, m)``
+        The Gram (or features).
     """
     if backend not in ("numpy", "torch"):
         raise ValueError(f"backend={backend!r} is not allowed; expected 'numpy' or 'torch'")
@@ -341,6 +503,18 @@ def open_store_dask(store: str | os.PathLike, allow_incomplete: bool = False):
     """A Dask array over a store, one Dask chunk per tile (lazy; nothing is read yet).
 
     Shape: ``(n, m)``.
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+    allow_incomplete : bool
+        Allow a store whose run has not finished.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy.
     """
     import dask.array as da
 
@@ -370,6 +544,20 @@ def corrupt_chunks(
 
     Returns a sorted list of ``(i, j)``; every chunk recorded in the manifest is
     read (only those in ``keys``, when given).
+
+    Parameters
+    ----------
+    store : str or path-like
+        The store directory.
+    manifest : dict, optional
+        The store's manifest (read when not given).
+    keys : set of str, optional
+        Check only these chunks.
+
+    Returns
+    -------
+    list of tuple of int
+        ``(i, j)`` of the corrupt chunks.
     """
     manifest = read_manifest(store) if manifest is None else manifest
     if manifest is None:

@@ -44,12 +44,36 @@ __all__ = [
 
 
 def generator(seed: int) -> torch.Generator:
-    """A CPU generator seeded with ``seed`` (draws in float64, then moved and cast)."""
+    """A CPU generator seeded with ``seed`` (draws in float64, then moved and cast).
+
+    Parameters
+    ----------
+    seed : int
+        The seed.
+
+    Returns
+    -------
+    torch.Generator
+        A CPU generator.
+    """
     return torch.Generator().manual_seed(int(seed))
 
 
 def check_budget(budget: Any, name: str = "budget") -> int:
-    """A positive integer (a budget, or a count option), or an error naming ``name``."""
+    """A positive integer (a budget, or a count option), or an error naming ``name``.
+
+    Parameters
+    ----------
+    budget : object
+        The value to check.
+    name : str
+        Its name in the error message.
+
+    Returns
+    -------
+    int
+        The budget.
+    """
     return check_int(budget, name, positive=True)
 
 
@@ -66,6 +90,17 @@ class Approximation:
         - ``features(X)``: ``(n, ...)`` -> ``(n, n_features)``
         - ``gram(X, Y)``: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``
         - ``diag(X)``: ``(n, ...)`` -> ``(n,)``
+
+    Parameters
+    ----------
+    kernel : Kernel
+        The exact kernel to approximate.
+    budget : int or list of int
+        What the method counts (features, landmarks, width, anchors per layer).
+    seed : int
+        Seed of every random draw, in ``[0, 2**32 - 1]``.
+    **options
+        The method's options (its ``options``, by name).
     """
 
     method: ClassVar[str] = ""
@@ -159,7 +194,20 @@ class Approximation:
         return self._get_state()
 
     def fit(self, X: Any, y: Any = None) -> Approximation:
-        """Fit on training inputs ``X`` ``(n, ...)`` (labels ``y`` where the method uses them)."""
+        """Fit on training inputs ``X`` ``(n, ...)`` (labels ``y`` where the method uses them).
+
+        Parameters
+        ----------
+        X : array or tensor, ``(n, ...)``
+            Training inputs.
+        y : array, ``(n,)``, optional
+            Labels, for methods that use them (``requires_labels``).
+
+        Returns
+        -------
+        Approximation
+            ``self``, fitted.
+        """
         x = self.kernel.prepare(X, "X")
         yt = None if y is None else torch.as_tensor(np.asarray(y) if not torch.is_tensor(y) else y)
         if yt is not None and yt.shape[0] != x.shape[0]:
@@ -177,6 +225,18 @@ class Approximation:
         :meth:`fit` saw (``RuntimeError`` before ``fit``).
 
         Shape: ``(n, ...)`` -> the kernel's layout.
+
+        Parameters
+        ----------
+        X : array or tensor
+            One input.
+        name : str
+            Its name in error messages.
+
+        Returns
+        -------
+        torch.Tensor
+            The kernel's layout.
         """
         self._require_fit()
         x = self.kernel.prepare(X, name)
@@ -188,7 +248,20 @@ class Approximation:
         return x
 
     def fitted_on(self, x: torch.Tensor, **tensors: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The fitted tensors moved to ``x``'s device and dtype (cached)."""
+        """The fitted tensors moved to ``x``'s device and dtype (cached).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Gives the device and dtype.
+        **tensors : torch.Tensor
+            The fitted tensors, by name.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Moved and cast.
+        """
         key = (x.device, x.dtype)
         if key not in self._cache:
             self._cache[key] = {k: v.to(device=x.device, dtype=x.dtype) for k, v in tensors.items()}
@@ -204,6 +277,16 @@ class Approximation:
         """Feature map ``(n, ...)`` -> ``(n, n_features)``; ``features(X) @ features(Y).T ~ K``.
 
         Finite, or an ``OverflowError`` naming X (docs/INPUTS.md).
+
+        Parameters
+        ----------
+        X : array or tensor, ``(n, ...)``
+            Numpy or torch, in the kernel's layout.
+
+        Returns
+        -------
+        torch.Tensor, ``(n, n_features)``
+            On X's device, in X's float dtype.
         """
         if not self.has_features:
             raise NotImplementedError(f"{self.method} has no explicit features; use gram()")
@@ -224,6 +307,18 @@ class Approximation:
         The result is finite, or an ``OverflowError`` naming the inputs is raised.
 
         Shape: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``.
+
+        Parameters
+        ----------
+        X, Y : array or tensor, ``(n, ...)`` and ``(m, ...)``
+            ``Y=None``: X with itself.
+        memory_budget : int or str, optional
+            Working memory beyond the output.
+
+        Returns
+        -------
+        torch.Tensor, ``(n, m)``
+            On X's device, in X's float dtype.
         """
         budget = parse_memory_budget(memory_budget)
         x = self.prepare(X, "X")
@@ -249,7 +344,18 @@ class Approximation:
         )
 
     def diag(self, X: Any) -> torch.Tensor:
-        """The approximate ``k(X[i], X[i])``, shape ``(n,)`` (finite, or an ``OverflowError``)."""
+        """The approximate ``k(X[i], X[i])``, shape ``(n,)`` (finite, or an ``OverflowError``).
+
+        Parameters
+        ----------
+        X : array or tensor, ``(n, ...)``
+            Numpy or torch, in the kernel's layout.
+
+        Returns
+        -------
+        torch.Tensor, ``(n,)``
+            On X's device, in X's float dtype.
+        """
         x = self.prepare(X)
         return check_finite_result(self._diag(x), f"{self.method} diag", {"X": x})
 
@@ -264,6 +370,16 @@ class Approximation:
 
         integrations/ sits above approx/: the entry point is resolved by name
         through the registry, not imported.
+
+        Parameters
+        ----------
+        **options
+            Of :func:`kernelzoo.integrations.gpytorch.to_gpytorch`.
+
+        Returns
+        -------
+        gpytorch.kernels.Kernel
+            Wrap it in ``ScaleKernel`` for an output scale.
         """
         return registry.integration("gpytorch")(self, **options)
 
@@ -289,6 +405,11 @@ class Approximation:
 
         The generic part (``fitted_``, ``input_shape_``, ``n_features_``, every
         floating tensor finite) and the class's :meth:`_state_shapes`.
+
+        Parameters
+        ----------
+        state : dict
+            A fitted state (as :meth:`fitted_state` returns it).
         """
         if not isinstance(state, dict):
             raise ValueError(f"state must be a dict, got {type(state).__name__}")
@@ -330,6 +451,11 @@ class Approximation:
         saved files; a sha256 over a canonical serialisation of the whole
         content (:func:`kernelzoo._io.canonical_digest`) lets :func:`load`
         detect any change. Written atomically; loadable with ``weights_only``.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write.
         """
         self._require_fit()
         state = {k: _storable(v) for k, v in self._get_state().items()}
@@ -359,7 +485,18 @@ _KEYS = ("format", "family", "method", "params", "spec", "budget", "seed", "opti
          "kernelzoo_version", "checksum")
 _REQUIRED = ("family", "method", "params", "budget", "seed", "options", "state")
 def payload_checksum(payload: dict[str, Any]) -> str:
-    """The checksum of a saved approximation: over every key but ``checksum`` itself."""
+    """The checksum of a saved approximation: over every key but ``checksum`` itself.
+
+    Parameters
+    ----------
+    payload : dict
+        The saved content.
+
+    Returns
+    -------
+    str
+        Hex sha256.
+    """
     return canonical_digest({k: v for k, v in payload.items() if k != "checksum"})
 
 
@@ -412,6 +549,16 @@ def load(path: str | os.PathLike) -> Approximation:
     and of the shapes those settings give. A file without a checksum (this
     format, or the previous one, ``kernelzoo-approximation/1``) loads with a
     ``UserWarning`` that it is not verified.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :meth:`Approximation.save`.
+
+    Returns
+    -------
+    Approximation
+        Fitted, of the saved family and method.
     """
     where = os.fspath(path)
     try:

@@ -46,15 +46,20 @@ class CKNLayer(nn.Module):
     anchors : (p, C * f * f) tensor
         Anchor patches (normalised to the unit sphere here); the ``weight`` parameter.
     filter_size, subsampling : int
+        Patch size (odd) and pooling stride.
     kappa : str
         ``exp``, ``arccos0``, ``arccos1`` or ``poly2``; ``sigma`` is used by ``exp``.
+    sigma : float
+        Bandwidth of ``exp``.
     eps : float
         Ridge added to the eigenvalues of ``kappa(Z Z^T)``.
     rel_clip : float, optional
         Eigenvalues below ``rel_clip * max`` are clipped (default 1e-6 for
         float32, 1e-12 for float64).
 
-    Shape: ``(n, C, H, W)`` -> ``(n, p, floor((H-1)/s)+1, floor((W-1)/s)+1)``.
+    Shape
+    -----
+    ``(n, C, H, W)`` -> ``(n, p, floor((H-1)/s)+1, floor((W-1)/s)+1)``.
     """
 
     def __init__(self, anchors: torch.Tensor, filter_size: int, subsampling: int, kappa: str,
@@ -88,6 +93,16 @@ class CKNLayer(nn.Module):
 
         The cached normalisation is dropped on entry and on exit, and the float
         sigma is restored, so that the module still deep-copies and pickles.
+
+        Parameters
+        ----------
+        sigma : float or torch.Tensor
+            The bandwidth to use inside the block.
+
+        Yields
+        ------
+        CKNLayer
+            This layer.
         """
         fixed = self.sigma
         self.sigma, self._cache = sigma, {}
@@ -146,7 +161,18 @@ class CKNLayer(nn.Module):
         return torch.matmul(w, mapped.reshape(n, p, h * wd)).reshape(n, p, h, wd)
 
     def patch_map(self, x: torch.Tensor) -> torch.Tensor:
-        """The kernel map before pooling: ``(n, C, H, W)`` -> ``(n, p, H, W)``."""
+        """The kernel map before pooling: ``(n, C, H, W)`` -> ``(n, p, H, W)``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Input maps.
+
+        Returns
+        -------
+        torch.Tensor
+            The kernel map of every patch.
+        """
         return self._normalise_map(self._unnormalised_map(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -165,6 +191,11 @@ class CKNNetwork(nn.Module):
     """A stack of :class:`CKNLayer`; ``forward`` returns the flattened last map.
 
     Shape: ``(n, C, H, W)`` -> ``(n, p_L * h_L * w_L)``.
+
+    Parameters
+    ----------
+    layers : sequence of CKNLayer
+        The layers, input first.
     """
 
     def __init__(self, layers: list[CKNLayer]) -> None:
@@ -184,22 +215,31 @@ class LayerwiseCKN(Approximation):
     """Mairal's Nyström CKN network with anchors from spherical k-means, layer by layer.
 
     ``budget``: anchors per layer, an int for every layer or a list (one per layer).
+    If a layer has fewer distinct non-zero patches than anchors, every distinct
+    patch becomes an anchor (the layer is then exact on the training images).
 
-    Options
-    -------
+    Parameters
+    ----------
+    kernel : Kernel
+        The exact kernel to approximate.
+    budget : int or list of int
+        Anchors per layer.
+    seed : int, default 0
+        Seed of every random draw (CPU float64 generator), in ``[0, 2**32 - 1]``.
+
+    Other Parameters
+    ----------------
     n_patches : int, default 100000
         Patches sampled (seeded, uniformly over images and positions) per layer,
         capped by how many exist.
     kmeans_iters : int, default 20
+        Iterations of spherical k-means.
     eps : float, default 0.0
         Ridge on the eigenvalues of ``kappa(Z Z^T)``.
     rel_clip : float, optional
         Eigenvalue clipping (default 1e-6 in float32, 1e-12 in float64).
     batch_size : int, default 256
         Images per forward pass when computing features.
-
-    If a layer has fewer distinct non-zero patches than anchors, every distinct
-    patch becomes an anchor (the layer is then exact on the training images).
     """
 
     method = "layerwise"
@@ -244,7 +284,20 @@ class LayerwiseCKN(Approximation):
                         kern.sigma[k], eps=float(self.opts["eps"]), rel_clip=self.opts["rel_clip"])
 
     def network(self, device=None, dtype: torch.dtype = torch.float64) -> CKNNetwork:
-        """The fitted network (a new module, anchors as parameters) on ``device`` in ``dtype``."""
+        """The fitted network (a new module, anchors as parameters) on ``device`` in ``dtype``.
+
+        Parameters
+        ----------
+        device : torch.device or str, optional
+            Where the module lives (default CPU).
+        dtype : torch.dtype
+            Its parameters' dtype.
+
+        Returns
+        -------
+        CKNNetwork
+            A new module.
+        """
         self._require_fit()
         return self._build_network(device, dtype)
 
@@ -384,15 +437,33 @@ class SupervisedCKN(LayerwiseCKN):
     every epoch, then final; entry 0 is the layerwise initialisation) and
     ``best_epoch_`` (the entry of the network kept).
 
-    Options (besides those of ``layerwise``)
-    -------
-    epochs : int, default 10
+    Parameters
+    ----------
+    kernel : Kernel
+        The exact kernel to approximate.
+    budget : int or list of int
+        Anchors per layer.
+    seed : int, default 0
+        Seed of every random draw (CPU float64 generator), in ``[0, 2**32 - 1]``.
+
+    Other Parameters
+    ----------------
+    n_patches, kmeans_iters, eps, rel_clip
+        As :class:`LayerwiseCKN` (the initialisation).
     batch_size : int, default 128
-    lr : float, default 0.01 (1.0 diverged on Fashion-MNIST; 0.03 already did)
+        Images per SGD step.
+    epochs : int, default 10
+        Epochs of SGD on the anchors.
+    lr : float, default 0.01
+        Learning rate (1.0 diverged on Fashion-MNIST; 0.03 already did).
     momentum : float, default 0.9
+        SGD momentum.
     lr_final : float, default 0.1
+        The last epoch's learning rate, relative to ``lr``.
     val_fraction : float, default 0.2
+        Part of ``X`` held out for validation by :meth:`fit`.
     classifier : {'ridge', 'squared_hinge'}, default 'ridge'
+        The linear classifier refitted exactly at every epoch.
     min_lambda : float, default 1e-4
         The classifier that the anchors are trained against has its lambda chosen
         on validation among ``lambda >= min_lambda * top`` (``top``: the largest
@@ -486,6 +557,18 @@ class SupervisedCKN(LayerwiseCKN):
         The validation split chooses the classifier's lambda at every refit, as in :meth:`fit`.
 
         Shape: ``X_train (n, ...)``, ``y_train (n,)``, ``X_val (m, ...)``, ``y_val (m,)``.
+
+        Parameters
+        ----------
+        X_train, y_train : array or tensor
+            Training images and labels.
+        X_val, y_val : array or tensor
+            Validation images and labels.
+
+        Returns
+        -------
+        SupervisedCKN
+            ``self``, fitted.
         """
         x_tr = self.kernel.prepare(X_train, "X_train")
         x_val = self.kernel.prepare(X_val, "X_val")
@@ -591,12 +674,35 @@ class SupervisedCKN(LayerwiseCKN):
         """Class labels from the trained network and its classifier.
 
         Shape: ``(n, ...)`` -> ``(n,)``.
+
+        Parameters
+        ----------
+        X : array or tensor, ``(n, ...)``
+            Numpy or torch, in the kernel's layout.
+
+        Returns
+        -------
+        torch.Tensor
+            Labels.
         """
         with torch.no_grad():
             return self._classifier().predict(self.features(X))
 
     def score(self, X: Any, y: Any) -> float:
-        """Accuracy on ``(X, y)``."""
+        """Accuracy on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array or tensor, ``(n, ...)``
+            Images.
+        y : array, ``(n,)``
+            Labels.
+
+        Returns
+        -------
+        float
+            Accuracy.
+        """
         from kernelzoo.classify import accuracy
 
         return accuracy(self.predict(X).cpu(), np.asarray(y))

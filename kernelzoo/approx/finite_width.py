@@ -144,12 +144,23 @@ def _check_width(budget: Any) -> int:
 class MonteCarloNNGP(Approximation):
     """NNGP features of random finite networks, ``budget`` = width of every hidden layer.
 
-    Options
-    -------
+    Parameters
+    ----------
+    kernel : Kernel
+        The exact kernel to approximate.
+    budget : int
+        Width of every hidden layer.
+    seed : int, default 0
+        Seed of every random draw (CPU float64 generator), in ``[0, 2**32 - 1]``.
+
+    Other Parameters
+    ----------------
     n_samples : int >= 1, default 1
         Independent networks, concatenated with ``1/sqrt(n_samples)`` scaling.
 
-    Shape: ``features(X)``: ``(n, ...)`` -> ``(n, n_samples * (F + [bias_std > 0]))``
+    Shape
+    -----
+    ``features(X)``: ``(n, ...)`` -> ``(n, n_samples * (F + [bias_std > 0]))``
     with F = width (fc, gap) or width * final positions (flatten).
     """
 
@@ -215,7 +226,18 @@ class EmpiricalNTK(Approximation):
     itself when ``n x n_params`` numbers fit in the budget and raises a
     ``ValueError`` saying how much it needs otherwise.
 
-    Shape: ``gram(X, Y)``: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``;
+    Parameters
+    ----------
+    kernel : Kernel
+        The exact kernel to approximate.
+    budget : int
+        Width of every hidden layer.
+    seed : int, default 0
+        Seed of every random draw (CPU float64 generator), in ``[0, 2**32 - 1]``.
+
+    Shape
+    -----
+    ``gram(X, Y)``: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``;
     ``features(X)`` -> ``(n, n_params)``.
     """
 

@@ -42,6 +42,22 @@ def spherical_kmeans(points: torch.Tensor, n_clusters: int, n_iter: int,
     the reseeding of empty clusters, are drawn from ``gen``.
 
     Shape: ``(N, D)`` -> ``(min(n_clusters, distinct N), D)``.
+
+    Parameters
+    ----------
+    points : torch.Tensor
+        Unit-norm rows.
+    n_clusters : int
+        Number of centres.
+    n_iter : int
+        Lloyd iterations.
+    gen : torch.Generator
+        The CPU generator of the seeding.
+
+    Returns
+    -------
+    torch.Tensor
+        The centres, unit norm.
     """
     n = points.shape[0]
     if n <= 4 * n_clusters:

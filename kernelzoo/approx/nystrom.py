@@ -20,15 +20,37 @@ __all__ = ["Nystrom", "nested_permutation"]
 
 
 def nested_permutation(n: int, seed: int) -> torch.Tensor:
-    """The seeded permutation whose prefixes are the uniform landmark sets."""
+    """The seeded permutation whose prefixes are the uniform landmark sets.
+
+    Parameters
+    ----------
+    n : int
+        Number of points.
+    seed : int
+        The seed.
+
+    Returns
+    -------
+    torch.Tensor
+        A permutation of ``range(n)``.
+    """
     return torch.randperm(n, generator=generator(seed))
 
 
 class Nystrom(Approximation):
     """Nyström approximation with ``budget`` landmarks.
 
-    Options
-    -------
+    Parameters
+    ----------
+    kernel : Kernel
+        The exact kernel to approximate.
+    budget : int, optional
+        Number of landmarks (not needed with given ``landmarks``).
+    seed : int, default 0
+        Seed of every random draw (CPU float64 generator), in ``[0, 2**32 - 1]``.
+
+    Other Parameters
+    ----------------
     landmarks : 'uniform' | 'kmeans' | array of shape (m, ...)
         Given landmarks need no ``budget`` (it is their number ``m``); a
         budget given with them must equal ``m``.

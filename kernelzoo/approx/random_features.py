@@ -27,6 +27,15 @@ class RandomFourierFeatures(Approximation):
     spectral density (for a lengthscale l, ``W = W_1 / l``), b uniform on
     [0, 2 pi): ``E[z(x) . z(y)] = k(x - y)`` for a stationary kernel with
     ``k(0) = 1``.
+
+    Parameters
+    ----------
+    kernel : Kernel
+        The exact kernel to approximate.
+    budget : int
+        D, the number of features.
+    seed : int, default 0
+        Seed of every random draw (CPU float64 generator), in ``[0, 2**32 - 1]``.
     """
 
     method = "rff"
@@ -71,6 +80,15 @@ class OrthogonalRandomFeatures(RandomFourierFeatures):
     distribution (a uniform direction times an independent length), while the
     frequencies within a block are orthogonal, which lowers the variance at
     equal D.
+
+    Parameters
+    ----------
+    kernel : Kernel
+        The exact kernel to approximate.
+    budget : int
+        D, the number of features.
+    seed : int, default 0
+        Seed of every random draw (CPU float64 generator), in ``[0, 2**32 - 1]``.
     """
 
     method = "orf"
@@ -90,6 +108,15 @@ class ArcCosineFeatures(Approximation):
 
     ``h <- sqrt(2/m) step(W h) (W h)^n`` with W Gaussian, stacked ``depth``
     times; ``E[h(x).h(y)]`` is the degree-n arc-cosine kernel at depth 1.
+
+    Parameters
+    ----------
+    kernel : Kernel
+        The exact kernel to approximate.
+    budget : int
+        m, the width of every random layer.
+    seed : int, default 0
+        Seed of every random draw (CPU float64 generator), in ``[0, 2**32 - 1]``.
     """
 
     method = "random-features"

@@ -243,7 +243,20 @@ def device_name(device: Any = "cpu") -> str:
 
 
 def run_metadata(device: Any = "cpu", **more: Any) -> dict[str, Any]:
-    """Versions, git commit and machine of this run (goes in ``df.attrs["metadata"]``)."""
+    """Versions, git commit and machine of this run (goes in ``df.attrs["metadata"]``).
+
+    Parameters
+    ----------
+    device : str or torch.device
+        The run's device.
+    **more
+        Extra entries.
+
+    Returns
+    -------
+    dict
+        The metadata.
+    """
     return {
         "kernelzoo": __version__,
         "torch": torch.__version__,

@@ -61,7 +61,13 @@ def _ints(text: str, option: str, allow_empty: bool = False) -> tuple[int, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``kernelzoo compare`` to ``parser``."""
+    """Add the options of ``kernelzoo compare`` to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``compare`` sub-parser.
+    """
     from kernelzoo.bench.harnesses import HARNESSES
 
     add = parser.add_argument
@@ -235,6 +241,24 @@ def compare(kernels: Sequence[Any] | None = None, config: RunConfig | None = Non
     ``seeds=(0,)``, ``budgets=[8]`` for both budget grids, ``dtype="float64"``).
     The accuracy frame's ``attrs["chosen_hyperparameters"]`` maps each spec to the
     hyperparameters chosen on validation.
+
+    Parameters
+    ----------
+    kernels : sequence of str or Kernel, optional
+        Specs or kernels (default: every family and variant).
+    config : RunConfig, optional
+        The plan (default: the ``quick`` preset).
+    harnesses : sequence of str, optional
+        Harness names (default: the default ones).
+    progress : bool
+        Show progress.
+    **overrides
+        Fields of ``config`` to change.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        One tidy frame per harness.
     """
     config = _overrides(config or preset("quick"), overrides)
     names = list(harnesses) if harnesses is not None else _harness_names(None)
@@ -303,7 +327,20 @@ def _write(frames: dict[str, pd.DataFrame], out: str | os.PathLike, metadata: di
 
 def rewrite_report(folder: str | os.PathLike, screenshot: bool = False) -> dict[str, str]:
     """Rewrite a report folder's Markdown, HTML and plots from its ``results.csv`` and
-    ``metadata.json`` (e.g. after a change to the report), without measuring again."""
+    ``metadata.json`` (e.g. after a change to the report), without measuring again.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        A report folder.
+    screenshot : bool
+        Also write ``report.png``.
+
+    Returns
+    -------
+    dict of str to str
+        The files written.
+    """
     from kernelzoo.report import read_results
 
     frame = read_results(folder)
@@ -320,7 +357,18 @@ def _default_out() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``kernelzoo compare``: run, write the report, print where it is and the headline."""
+    """``kernelzoo compare``: run, write the report, print where it is and the headline.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options.
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     start = time.perf_counter()
     config = config_from_args(args)
     names = _harness_names(args.harness)

@@ -121,6 +121,18 @@ def rotate_images(images: torch.Tensor, angles_deg: torch.Tensor) -> torch.Tenso
     """Rotate each image about its centre (bilinear, zero padding).
 
     Shape: ``(n, C, H, W)``, ``(n,)`` -> ``(n, C, H, W)``.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        Images.
+    angles_deg : torch.Tensor
+        One angle per image, degrees.
+
+    Returns
+    -------
+    torch.Tensor
+        The rotated images.
     """
     theta = angles_deg.to(images.dtype) * (math.pi / 180.0)
     cos, sin = torch.cos(theta), torch.sin(theta)
@@ -145,6 +157,20 @@ def rotated_digits(n_train: int, n_test: int, seed: int = 0, source: str = "auto
 
     Returns ``(x_train, y_train, x_test, y_test, image_shape, name)`` with
     ``x`` float64 ``(n, C*H*W)`` numpy arrays and ``name`` the dataset label.
+
+    Parameters
+    ----------
+    n_train, n_test : int
+        Sizes.
+    seed : int
+        Seed of the draw and the angles.
+    source : {'auto', 'mnist', 'digits'}
+        ``auto``: MNIST when its files are installed, else the digits (padded to 12x12).
+
+    Returns
+    -------
+    tuple
+        ``(x_train, y_train, x_test, y_test, image_shape, name)``.
     """
     if source not in ("auto", "mnist", "digits"):
         raise ValueError(f"source={source!r} is not allowed; expected 'auto', 'mnist' or 'digits'")
@@ -183,6 +209,20 @@ def diabetes(n_train: int, n_test: int | None = None, seed: int = 0):
     """scikit-learn's diabetes, split (seeded) and standardised on the training part.
 
     Returns ``(x_train, y_train, x_test, y_test, None, "diabetes")``.
+
+    Parameters
+    ----------
+    n_train : int
+        Training size.
+    n_test : int, optional
+        Test size (default: the rest).
+    seed : int
+        Seed of the split.
+
+    Returns
+    -------
+    tuple
+        ``(x_train, y_train, x_test, y_test, None, 'diabetes')``.
     """
     from sklearn.datasets import load_diabetes
 
@@ -256,6 +296,18 @@ def gp_metrics(mean: torch.Tensor, var: torch.Tensor, y: torch.Tensor) -> dict[s
     """RMSE, mean NLPD and 95% coverage of targets ``y`` under N(mean, var).
 
     Shape: ``(n,)`` each.
+
+    Parameters
+    ----------
+    mean, var : torch.Tensor
+        Predictive mean and variance.
+    y : torch.Tensor
+        Targets.
+
+    Returns
+    -------
+    dict of str to float
+        ``rmse``, ``nlpd``, ``coverage95``.
     """
     var = var.clamp_min(1e-12)
     resid = y - mean

@@ -55,6 +55,31 @@ class RunContext:
     ``lambdas``: per spec, the ridge lambda chosen at the largest n_train in the
     first split that chose those hyperparameters; ``frames``: the DataFrames of the
     harnesses run so far.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The plan.
+    pool : Pool
+        The run's images and splits.
+    grams : GramCache
+        Exact Grams over the pool, computed once per kernel.
+    cases : list of KernelCase
+        The run's kernels.
+    progress : Progress
+        The progress display.
+    metadata : dict
+        Versions, machine, timings.
+    chosen : dict
+        Per spec, the hyperparameters chosen on validation.
+    chosen_by_split : dict
+        Per spec and split, the same.
+    lambdas : dict
+        Per spec, the chosen ridge lambda.
+    frames : dict of str to DataFrame
+        The harnesses' results so far.
+    started : float
+        ``time.perf_counter()`` at the start.
     """
 
     config: RunConfig
@@ -84,7 +109,20 @@ class RunContext:
         return make_row(harness, case, method, metric, value, **self.common(), **fields)
 
     def tuned(self, case: KernelCase, split: int | None = None) -> KernelCase:
-        """``case`` at the hyperparameters chosen on validation (of ``split`` if given)."""
+        """``case`` at the hyperparameters chosen on validation (of ``split`` if given).
+
+        Parameters
+        ----------
+        case : KernelCase
+            One kernel (its label, spec and kernel).
+        split : int, optional
+            The split whose choice to use (default: the majority's).
+
+        Returns
+        -------
+        KernelCase
+            At the chosen hyperparameters.
+        """
         if split is not None and case.spec in self.chosen_by_split:
             return tuned_case(case, self.chosen_by_split[case.spec].get(split, {}))
         return tuned_case(case, self.chosen.get(case.spec, {}))
@@ -95,7 +133,20 @@ class RunContext:
 
     def gram(self, case: KernelCase, index: np.ndarray) -> torch.Tensor:
         """The exact Gram of the pool images ``index``: a slice of the pool's Gram when
-        it is computed already (by the accuracy harness), else the Gram of those images."""
+        it is computed already (by the accuracy harness), else the Gram of those images.
+
+        Parameters
+        ----------
+        case : KernelCase
+            One kernel (its label, spec and kernel).
+        index : numpy.ndarray
+            Indices into the pool.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(len(index), len(index))``.
+        """
         index_t = torch.as_tensor(index, device=self.pool.x.device)
         if case.kernel not in self.grams:
             return case.kernel.gram(self.pool.x.index_select(0, index_t))
@@ -128,27 +179,103 @@ class Harness:
     columns: ClassVar[tuple[str, ...]] = ()
 
     def planned_n(self, config: RunConfig) -> int | None:
-        """How many images this harness uses, from the plan alone."""
+        """How many images this harness uses, from the plan alone.
+
+        Parameters
+        ----------
+        config : RunConfig
+            The plan.
+
+        Returns
+        -------
+        int or None
+            The number of images.
+        """
         return None
 
     def kernels(self, ctx: RunContext) -> list[KernelCase]:
-        """The kernels to measure (default: the run's, at their chosen hyperparameters)."""
+        """The kernels to measure (default: the run's, at their chosen hyperparameters).
+
+        Parameters
+        ----------
+        ctx : RunContext
+            The run.
+
+        Returns
+        -------
+        list of KernelCase
+            The kernels.
+        """
         return [ctx.tuned(case) for case in ctx.cases]
 
     def methods(self, ctx: RunContext, case: KernelCase) -> list[str]:
-        """The methods to measure for one kernel (default: the exact kernel only)."""
+        """The methods to measure for one kernel (default: the exact kernel only).
+
+        Parameters
+        ----------
+        ctx : RunContext
+            The run.
+        case : KernelCase
+            One kernel (its label, spec and kernel).
+
+        Returns
+        -------
+        list of str
+            ``'exact'`` and/or approximation methods.
+        """
         return [EXACT]
 
     def run(self, ctx: RunContext, case: KernelCase, method: str) -> list[dict[str, Any]]:
-        """Measure one (kernel, method): tidy rows (``ctx.row(...)``). May raise."""
+        """Measure one (kernel, method): tidy rows (``ctx.row(...)``). May raise.
+
+        Parameters
+        ----------
+        ctx : RunContext
+            The run.
+        case : KernelCase
+            One kernel (its label, spec and kernel).
+        method : str
+            ``'exact'`` or an approximation method.
+
+        Returns
+        -------
+        list of dict
+            Tidy rows.
+        """
         raise NotImplementedError
 
     def finish(self, ctx: RunContext, frame: pd.DataFrame) -> pd.DataFrame:
-        """After every kernel: add or reshape rows (default: nothing)."""
+        """After every kernel: add or reshape rows (default: nothing).
+
+        Parameters
+        ----------
+        ctx : RunContext
+            The run.
+        frame : pandas.DataFrame
+            Every row of this harness.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The rows to keep.
+        """
         return frame
 
     def section(self, frames: dict[str, pd.DataFrame], out: Path) -> Any:
-        """Its part of the report (a :class:`kernelzoo.report.Section`), or None."""
+        """Its part of the report (a :class:`kernelzoo.report.Section`), or None.
+
+        Parameters
+        ----------
+        frames : dict of str to DataFrame
+            Every harness's rows.
+        out : Path
+            The report folder (for plots).
+
+        Returns
+        -------
+        Section or None
+            The report section.
+        """
         return None
 
 
@@ -192,7 +319,20 @@ def run_one(ctx: RunContext, harness: Harness) -> pd.DataFrame:
 def run_harnesses(ctx: RunContext, harnesses: Sequence[Harness]) -> dict[str, pd.DataFrame]:
     """Run ``harnesses`` in their ``order``; returns ``{name: DataFrame}`` (also in
     ``ctx.frames``), each with ``attrs["metadata"]`` and its own seconds in
-    ``ctx.metadata["harness_seconds"]``."""
+    ``ctx.metadata["harness_seconds"]``.
+
+    Parameters
+    ----------
+    ctx : RunContext
+        The run.
+    harnesses : sequence of Harness
+        The harnesses to run.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        One frame per harness.
+    """
     spent = ctx.metadata.setdefault("harness_seconds", {})
     ordered = sorted(harnesses, key=lambda h: h.order)
     position = {h.name: i for i, h in enumerate(ordered)}

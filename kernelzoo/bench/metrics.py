@@ -38,7 +38,18 @@ def _host64(gram: torch.Tensor) -> np.ndarray:
 
 
 def center(gram: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``H K H`` with ``H = I - 11^T / n`` (float64, on the host). Shape: (n, n) -> (n, n)."""
+    """``H K H`` with ``H = I - 11^T / n`` (float64, on the host). Shape: (n, n) -> (n, n).
+
+    Parameters
+    ----------
+    gram : tensor or array
+        A square Gram.
+
+    Returns
+    -------
+    numpy.ndarray
+        The centred Gram.
+    """
     k = _host64(gram) if isinstance(gram, torch.Tensor) else np.asarray(gram, np.float64)
     k = 0.5 * (k + k.T)
     return k - k.mean(0, keepdims=True) - k.mean(1, keepdims=True) + k.mean()
@@ -52,6 +63,18 @@ def centered_kernel_alignment(a: Any, b: Any, centered: bool = False) -> float:
     ``centered=True`` the inputs are taken as already centred (:func:`center`).
 
     Shape: ``a``, ``b``: (n, n).
+
+    Parameters
+    ----------
+    a, b : tensor or array
+        Grams on the same points.
+    centered : bool
+        The inputs are centred already.
+
+    Returns
+    -------
+    float
+        CKA.
     """
     ca = np.asarray(a, np.float64) if centered else center(a)
     cb = np.asarray(b, np.float64) if centered else center(b)
@@ -70,6 +93,18 @@ def approximation_errors(exact: torch.Tensor, approx: torch.Tensor) -> dict[str,
     centred alignment (CKA, :func:`centered_kernel_alignment`); 1 is perfect.
 
     Shape: ``exact``, ``approx``: (n, n).
+
+    Parameters
+    ----------
+    exact : torch.Tensor
+        The exact Gram.
+    approx : torch.Tensor
+        Its approximation.
+
+    Returns
+    -------
+    dict of str to float
+        The metrics by name.
     """
     k, ka = _host64(exact), _host64(approx)
     if k.shape != ka.shape:
@@ -92,6 +127,18 @@ def effective_dimension(eigenvalues: torch.Tensor, lam: float) -> float:
     """``sum_i mu_i / (mu_i + lam)`` for eigenvalues ``mu`` of ``K / n`` (negatives as 0).
 
     Shape: ``eigenvalues`` (n,).
+
+    Parameters
+    ----------
+    eigenvalues : torch.Tensor
+        Of ``K / n``.
+    lam : float
+        The ridge.
+
+    Returns
+    -------
+    float
+        ``d_eff``.
     """
     mu = eigenvalues.to(torch.float64).clamp_min(0.0)
     return float((mu / (mu + lam)).sum())
@@ -112,6 +159,20 @@ def rkhs_relative_distance(kernel: Any, x: torch.Tensor, y: torch.Tensor,
     ``kxx`` (``kernel.diag(x)``) may be passed when known.
 
     Shape: ``x``, ``y`` (n, ...) -> (n,).
+
+    Parameters
+    ----------
+    kernel : Kernel
+        The kernel.
+    x, y : torch.Tensor
+        Paired inputs.
+    kxx : torch.Tensor, optional
+        ``kernel.diag(x)``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n,)``.
     """
     kxx = (kernel.diag(x) if kxx is None else kxx).to(torch.float64)
     kyy = kernel.diag(y).to(torch.float64)
@@ -123,7 +184,18 @@ def rkhs_relative_distance(kernel: Any, x: torch.Tensor, y: torch.Tensor,
 
 
 def pixel_relative_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``||x_i - y_i|| / ||x_i||`` on raw pixels. Shape: (n, ...) -> (n,)."""
+    """``||x_i - y_i|| / ||x_i||`` on raw pixels. Shape: (n, ...) -> (n,).
+
+    Parameters
+    ----------
+    x, y : torch.Tensor
+        Paired images.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n,)``.
+    """
     flat_x, flat_y = x.reshape(len(x), -1), y.reshape(len(y), -1)
     norm = flat_x.norm(dim=1).to(torch.float64)
     distance = (flat_x - flat_y).norm(dim=1).to(torch.float64)
@@ -139,6 +211,18 @@ def fit_through_origin(features: np.ndarray, target: np.ndarray) -> tuple[np.nda
     coefficients + 1).
 
     Shape: ``features`` (m, p), ``target`` (m,) -> coef (p,), float.
+
+    Parameters
+    ----------
+    features : numpy.ndarray
+        ``(m, p)`` regressors.
+    target : numpy.ndarray
+        ``(m,)``.
+
+    Returns
+    -------
+    tuple
+        ``(coef, r2)``.
     """
     features = np.asarray(features, np.float64)
     target = np.asarray(target, np.float64)

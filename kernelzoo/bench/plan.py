@@ -149,6 +149,39 @@ class RunConfig:
     for torch and BLAS (None: torch's default); ``time_cap`` an opt-in limit in
     seconds after which the remaining measurements become skipped rows;
     ``reference`` the spec the headline's paired differences are taken against.
+
+    Parameters
+    ----------
+    preset : str
+        The preset it started from.
+    dataset : str
+        The images.
+    root : str, optional
+        Data folder.
+    sizes : Sizes
+        n_train ladder, validation, test and the harnesses' sizes.
+    budgets : Budgets
+        The approximation budgets.
+    stability : StabilityPlan
+        The stability harness's plan.
+    search : tuple of SearchRule
+        Narrowed hyperparameter grids.
+    seeds : tuple of int
+        Approximation draws.
+    splits : int
+        Random splits.
+    approximation_splits : int
+        Splits the approximations' accuracy runs on.
+    device : str
+        ``'cpu'`` or ``'cuda[:N]'``.
+    dtype : str
+        ``'float32'`` or ``'float64'``.
+    threads : int, optional
+        CPU threads.
+    time_cap : float, optional
+        Seconds.
+    reference : str
+        Spec of the headline's reference kernel.
     """
 
     preset: str = "quick"
@@ -176,6 +209,16 @@ class RunConfig:
         speed) are capped at the largest n_train, and the stability size at n_test;
         budgets above half the approximation size, above the largest n_train
         (accuracy), or above half the largest speed size are left out.
+
+        Parameters
+        ----------
+        **changes
+            Fields (and :data:`NESTED_FIELDS`) to change.
+
+        Returns
+        -------
+        RunConfig
+            A new, validated plan.
         """
         nested: dict[str, dict[str, Any]] = {"sizes": {}, "budgets": {}, "stability": {}}
         for key in [k for k in changes if k in NESTED_FIELDS]:
@@ -281,7 +324,18 @@ PRESETS: dict[str, RunConfig] = {
 
 
 def preset(name: str) -> RunConfig:
-    """The preset called ``name`` (``quick``, ``standard`` or ``full``)."""
+    """The preset called ``name`` (``quick``, ``standard`` or ``full``).
+
+    Parameters
+    ----------
+    name : str
+        ``quick``, ``standard`` or ``full``.
+
+    Returns
+    -------
+    RunConfig
+        The plan.
+    """
     if name not in PRESETS:
         raise ValueError(f"--preset {name!r} is not one of {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -80,7 +80,7 @@ _SYNTHETIC_SEEDS = {"train": 0, "test": 1}
 class Dataset:
     """Images and labels of one split of a dataset.
 
-    Attributes
+    Parameters
     ----------
     X : numpy.ndarray
         float32 images scaled to [0, 1].
@@ -150,6 +150,16 @@ def data_home(root: str | Path | None = None) -> Path:
 
     The cache folder is ``$XDG_CACHE_HOME/kernelzoo``, or ``~/.cache/kernelzoo``
     when ``XDG_CACHE_HOME`` is unset. Nothing is created.
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        An explicit folder.
+
+    Returns
+    -------
+    Path
+        The folder.
     """
     if root is not None:
         return Path(root).expanduser()
@@ -161,7 +171,20 @@ def data_home(root: str | Path | None = None) -> Path:
 
 
 def dataset_dir(name: str, root: str | Path | None = None) -> Path:
-    """The folder where dataset ``name`` is installed: ``data_home(root) / name``."""
+    """The folder where dataset ``name`` is installed: ``data_home(root) / name``.
+
+    Parameters
+    ----------
+    name : str
+        A dataset name.
+    root : str or Path, optional
+        An explicit data folder.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
     return data_home(root) / _canonical_name(name)
 
 
@@ -201,6 +224,7 @@ def load_dataset(
     Returns
     -------
     Dataset
+        Images ``X``, labels ``y``, the class names and the split.
 
     Shape
     -----

@@ -139,6 +139,16 @@ def displacement_norms(tau: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     differences (central inside, one-sided at the border; pixel spacing 1),
     so it is dimensionless.
 
+    Parameters
+    ----------
+    tau : torch.Tensor
+        Displacement fields, channel 0 vertical, channel 1 horizontal.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(tau_inf, grad_tau_inf)``.
+
     Shape
     -----
     ``tau``: (n, 2, H, W), H, W >= 2; outputs: (n,) and (n,).

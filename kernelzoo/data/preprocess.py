@@ -213,7 +213,18 @@ class PatchZCA:
         )
 
     def fit(self, X_train: np.ndarray | torch.Tensor) -> PatchZCA:
-        """Estimate the patch mean and whitening matrix from training images ``(n, C, H, W)``."""
+        """Estimate the patch mean and whitening matrix from training images ``(n, C, H, W)``.
+
+        Parameters
+        ----------
+        X_train : array or tensor, ``(n, C, H, W)``
+            Training images.
+
+        Returns
+        -------
+        PatchZCA
+            ``self``, fitted.
+        """
         f = _check_filter_size(self.filter_size)
         if not self.eps > 0:
             raise ValueError(f"eps must be > 0, got {self.eps!r}")
@@ -278,6 +289,18 @@ class PatchZCA:
         """The whitening matrix ``W`` (d, d) and patch mean (d,) as tensors.
 
         ``W`` is symmetric, so ``(P - mean) @ W`` whitens the rows of ``P``.
+
+        Parameters
+        ----------
+        dtype : torch.dtype
+            Of the tensors.
+        device : torch.device or str, optional
+            Where they live.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(W, mean)``.
         """
         self._check_fitted()
         W = torch.from_numpy(self.whitening_).to(device=device, dtype=dtype)

@@ -114,6 +114,23 @@ def make_blobs(
     ``separation`` per coordinate; samples add ``spread`` times standard
     normal noise. Classes are balanced.
 
+    Parameters
+    ----------
+    n : int
+        Number of samples.
+    n_features : int
+        Dimension.
+    n_classes : int
+        Number of classes (blobs).
+    spread : float
+        Standard deviation of the noise around each centre.
+    separation : float
+        Standard deviation of the centres.
+    seed : int
+        Seed of the samples.
+    pattern_seed : int
+        Seed of the centres.
+
     Returns
     -------
     X : numpy.ndarray

@@ -72,7 +72,9 @@ class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     n_features_out_ : int
         The feature dimension.
 
-    Shape: ``fit(X)`` with ``X`` ``(n, d)``; ``transform(X)`` -> ``(n, n_features_out_)``.
+    Shape
+    -----
+    ``fit(X)`` with ``X`` ``(n, d)``; ``transform(X)`` -> ``(n, n_features_out_)``.
 
     Examples
     --------
@@ -167,7 +169,20 @@ class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     # ------------------------------------------------------------------ API
     def fit(self, X: Any, y: Any = None) -> KernelFeatures:
-        """Fit the approximation on ``X`` ``(n, d)`` (and ``y`` for supervised methods)."""
+        """Fit the approximation on ``X`` ``(n, d)`` (and ``y`` for supervised methods).
+
+        Parameters
+        ----------
+        X : array, ``(n, d)``
+            Training rows.
+        y : array, ``(n,)``, optional
+            Labels (supervised methods).
+
+        Returns
+        -------
+        KernelFeatures
+            ``self``, fitted.
+        """
         dtype = np.float32 if self._torch_dtype() == torch.float32 else np.float64
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=True).astype(
             dtype, copy=False
@@ -203,7 +218,18 @@ class KernelFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        """Features ``(n, d)`` -> ``(n, n_features_out_)`` (numpy, in ``dtype``)."""
+        """Features ``(n, d)`` -> ``(n, n_features_out_)`` (numpy, in ``dtype``).
+
+        Parameters
+        ----------
+        X : array, ``(n, d)``
+            Rows.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, n_features_out_)``.
+        """
         check_is_fitted(self, "approximation_")
         X = _validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         with torch.no_grad():

@@ -38,7 +38,19 @@ def arccos_layers(c: torch.Tensor, degree: int, depth: int) -> torch.Tensor:
     layer l+1 is ``f_n(c_l)`` (degrees 0, 1) or ``f_2(c_l) / 3`` (degree 2):
     no square roots or divisions after the first layer.
 
-    Shape: ``c`` (any) -> same shape, ``f_n(c_{depth-1})``.
+    Parameters
+    ----------
+    c : torch.Tensor
+        Cosines of the input pairs.
+    degree : {0, 1, 2}
+        The arc-cosine degree.
+    depth : int
+        Number of layers.
+
+    Returns
+    -------
+    torch.Tensor
+        ``f_n(c_{depth-1})``, the shape of ``c``.
     """
     f = arccos_fn(c, degree)
     for _ in range(depth - 1):
@@ -82,7 +94,9 @@ class ArcCosine(Kernel):
     depth : int >= 1, default 1
         Number of composed layers.
 
-    Shape: inputs ``(n, d)`` (images are flattened).
+    Shape
+    -----
+    Inputs ``(n, d)`` (images are flattened).
     """
 
     family = "arccos"

@@ -54,6 +54,24 @@ class Param:
     gpytorch learns the parameter through the marginal likelihood (one of
     :data:`TRAIN_KINDS`; None: fixed); a kernel instance may narrow that set
     (:meth:`Kernel.trainable_params`).
+
+    Parameters
+    ----------
+    name : str
+        The keyword (and spec key).
+    default : object
+        Its value when not given; a spec literal.
+    check : callable, optional
+        ``check(value, name)``: the normalised value, or a ``ValueError``/``TypeError``.
+    doc : str
+        One line for ``kernelzoo list`` and the documentation's parameter tables.
+    search : tuple
+        Values the accuracy harness tries (empty: not searched).
+    search_scale : {None, 'median_distance'}
+        ``'median_distance'``: ``search`` values are multiples of the median pairwise
+        distance of the training inputs.
+    train : {None, 'lengthscale', 'positive'}
+        How gpytorch learns it (:data:`TRAIN_KINDS`); None: fixed.
     """
 
     name: str
@@ -71,7 +89,18 @@ class Param:
 
 def check_choice(*choices: Any) -> Callable[[Any, str], Any]:
     """A ``Param`` check: one of ``choices`` (which it exposes as ``check.choices``, so that
-    tests and tools can enumerate a parameter's values, e.g. the fuzz suite)."""
+    tests and tools can enumerate a parameter's values, e.g. the fuzz suite).
+
+    Parameters
+    ----------
+    *choices : object
+        The allowed values.
+
+    Returns
+    -------
+    callable
+        ``check(value, name)``.
+    """
 
     def check(value: Any, name: str) -> Any:
         if isinstance(value, (list, dict)) or value not in choices:
@@ -84,6 +113,21 @@ def check_choice(*choices: Any) -> Callable[[Any, str], Any]:
 
 
 def check_positive(allow_zero: bool = False, allow_none: bool = False) -> Callable[[Any, str], Any]:
+    """A ``Param`` check for a finite positive number (returned as a float).
+
+    Parameters
+    ----------
+    allow_zero : bool
+        Accept 0.
+    allow_none : bool
+        Accept None (returned as is).
+
+    Returns
+    -------
+    callable
+        ``check(value, name) -> float``.
+    """
+
     def check(value: Any, name: str) -> Any:
         if value is None and allow_none:
             return None
@@ -102,7 +146,22 @@ def check_int(
     minimum: int | None = None, choices: Sequence[int] | None = None, odd: bool = False
 ) -> Callable[[Any, str], int]:
     """A ``Param`` check for integers (:func:`kernelzoo._validation.check_int`); with
-    ``choices`` it exposes them as ``check.choices`` (as :func:`check_choice`)."""
+    ``choices`` it exposes them as ``check.choices`` (as :func:`check_choice`).
+
+    Parameters
+    ----------
+    minimum : int, optional
+        Smallest allowed value.
+    choices : sequence of int, optional
+        The allowed values.
+    odd : bool
+        Require an odd integer.
+
+    Returns
+    -------
+    callable
+        ``check(value, name) -> int``.
+    """
 
     def check(value: Any, name: str) -> int:
         return _check_int(value, name, minimum=minimum, choices=choices, odd=odd)
@@ -179,6 +238,12 @@ class Kernel:
     Shape:
         - ``gram(X, Y)``: X ``(n, ...)``, Y ``(m, ...)`` -> ``(n, m)``
         - ``diag(X)``: ``(n, ...)`` -> ``(n,)``
+
+    Parameters
+    ----------
+    **kwargs
+        The family's parameters (its ``params``, by name); unknown names are a
+        ``TypeError``, bad values a ``ValueError`` naming the parameter.
     """
 
     family: ClassVar[str] = ""
@@ -241,7 +306,18 @@ class Kernel:
         return dict(self._params)
 
     def replace(self, **params: Any) -> Kernel:
-        """A kernel of the same family with some parameters changed (the others kept)."""
+        """A kernel of the same family with some parameters changed (the others kept).
+
+        Parameters
+        ----------
+        **params
+            Parameters to change, by name.
+
+        Returns
+        -------
+        Kernel
+            A new kernel.
+        """
         return type(self)(**{**self._params, **params})
 
     def trainable_params(self) -> dict[str, str]:
@@ -266,6 +342,20 @@ class Kernel:
 
         Shape: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``; ``diag=True``: ``(n,)``
         (``k(x_i, y_i)``, or ``k(x_i, x_i)`` for ``y=None``).
+
+        Parameters
+        ----------
+        x, y : torch.Tensor
+            Prepared inputs (:meth:`prepare`); ``y=None``: x with itself.
+        values : dict of str to torch.Tensor
+            Parameter values as scalar tensors (gradients flow through them).
+        diag : bool
+            Only the diagonal.
+
+        Returns
+        -------
+        torch.Tensor
+            The Gram (or its diagonal).
         """
         raise NotImplementedError(f"{self.family} has no differentiable parameters")
 
@@ -278,6 +368,20 @@ class Kernel:
         in float64 from ``generator``.
 
         Shape: ``(n_samples, dim)``.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of frequencies.
+        dim : int
+            Input dimension.
+        generator : torch.Generator
+            The CPU generator to draw from.
+
+        Returns
+        -------
+        torch.Tensor
+            CPU float64 frequencies.
         """
         raise NotImplementedError(
             f"{self.family} is not stationary: it has no spectral density to draw from"
@@ -316,7 +420,20 @@ class Kernel:
         raise NotImplementedError
 
     def prepare(self, x: Any, name: str = "X") -> torch.Tensor:
-        """Validate and lay out one input (numpy or torch, any supported shape)."""
+        """Validate and lay out one input (numpy or torch, any supported shape).
+
+        Parameters
+        ----------
+        x : array or tensor
+            One input.
+        name : str
+            Its name in error messages.
+
+        Returns
+        -------
+        torch.Tensor
+            The layout ``_block`` takes.
+        """
         return self._prepare(as_tensor(x, name), name)
 
     def _check_compatible(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -333,6 +450,16 @@ class Kernel:
         ``Y=None`` gives ``(x, None)``.
 
         Shape: ``(n, ...)``, ``(m, ...)`` -> the layouts ``_block`` takes.
+
+        Parameters
+        ----------
+        X, Y : array or tensor
+            The inputs; ``Y`` optional.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(x, y)``, ``y`` None when ``Y`` is.
         """
         x = self.prepare(X, "X")
         if Y is None:
@@ -364,6 +491,18 @@ class Kernel:
         """Working memory of one ``(n_rows, n_cols)`` tile of prepared inputs like ``x``, bytes.
 
         What a scheduler (e.g. the Dask runner) asks to size tiles under a budget.
+
+        Parameters
+        ----------
+        n_rows, n_cols : int
+            The tile's size.
+        x : torch.Tensor
+            A prepared input (its dtype and feature shape count).
+
+        Returns
+        -------
+        int
+            Bytes.
         """
         return int(self._block_bytes(n_rows, n_cols, x))
 
@@ -398,6 +537,16 @@ class Kernel:
         """``k(X[i], X[i])`` for every row (finite, or an ``OverflowError``).
 
         Shape: ``(n, ...)`` -> ``(n,)``.
+
+        Parameters
+        ----------
+        X : array or tensor, ``(n, ...)``
+            Numpy or torch.
+
+        Returns
+        -------
+        torch.Tensor, ``(n,)``
+            On X's device, in X's float dtype.
         """
         x = self.prepare(X, "X")
         return check_finite_result(self._diag(x), f"{self.family} diag", {"X": x})
@@ -409,6 +558,18 @@ class Kernel:
 
         integrations/ sits above kernels/: the entry point is resolved by name
         through the registry, not imported.
+
+        Parameters
+        ----------
+        **options
+            Of :func:`kernelzoo.integrations.gpytorch.to_gpytorch` (``image_shape``,
+            ``gram_dtype``, ``cache_size``, ``train_hyperparameters``, gpytorch's kernel
+            keywords).
+
+        Returns
+        -------
+        gpytorch.kernels.Kernel
+            Wrap it in ``ScaleKernel`` for an output scale.
         """
         return registry.integration("gpytorch")(self, **options)
 
@@ -419,6 +580,16 @@ class Kernel:
 
         approx/ sits above kernels/: the class is resolved by name through the
         registry, not imported.
+
+        Parameters
+        ----------
+        method : str
+            One of :attr:`approximations`.
+
+        Returns
+        -------
+        type
+            A subclass of :class:`~kernelzoo.approx.base.Approximation`.
         """
         if method not in cls.approximations:
             raise ValueError(
@@ -432,5 +603,21 @@ class Kernel:
 
         ``method`` is one of :attr:`approximations`; ``budget`` counts what
         the method counts (features, landmarks, width, anchors per layer).
+
+        Parameters
+        ----------
+        method : str
+            One of :attr:`approximations`.
+        budget : int or list of int
+            What the method counts (features, landmarks, width, anchors per layer).
+        seed : int
+            Seed of every random draw, in ``[0, 2**32 - 1]``.
+        **options
+            The method's options (its class's ``options``).
+
+        Returns
+        -------
+        Approximation
+            Unfitted; call ``.fit(X)``.
         """
         return self.approximation_class(method)(self, budget=budget, seed=seed, **options)

@@ -77,7 +77,20 @@ _MAX_PAIRS_PER_BLOCK = 4096
 def layer_sizes(
     height: int, width: int, subsampling: Sequence[int]
 ) -> list[tuple[int, int]]:
-    """Map sizes ``(H_k, W_k)`` at the input of every layer, then after the last pooling."""
+    """Map sizes ``(H_k, W_k)`` at the input of every layer, then after the last pooling.
+
+    Parameters
+    ----------
+    height, width : int
+        The input image's size.
+    subsampling : sequence of int
+        The pooling stride of every layer.
+
+    Returns
+    -------
+    list of tuple of int
+        ``len(subsampling) + 1`` sizes.
+    """
     sizes = [(height, width)]
     for s in subsampling:
         h, w = sizes[-1]
@@ -154,10 +167,14 @@ class CKN(Kernel):
     image_shape : (C, H, W), optional
         Needed to take ``(n, C*H*W)`` input.
 
+    Notes
+    -----
     A scalar means the same value at every layer; the canonical :attr:`spec`
     lists every per-layer value.
 
-    Shape: ``(n, C, H, W)``, ``(n, H, W)`` (one channel) or ``(n, C*H*W)`` with
+    Shape
+    -----
+    ``(n, C, H, W)``, ``(n, H, W)`` (one channel) or ``(n, C*H*W)`` with
     ``image_shape``; ``gram`` -> ``(n, m)``.
     """
 

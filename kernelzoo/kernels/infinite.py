@@ -155,8 +155,10 @@ class InfiniteWidthKernel(Kernel):
     image_shape : (C, H, W), optional (conv)
         Shape of ``(n, d)`` input rows.
 
-    Shape: fc ``(n, d)`` (images are flattened); conv ``(n, C, H, W)`` or
-    ``(n, d)`` with ``image_shape``; ``gram`` -> ``(n, m)``.
+    Shape
+    -----
+    fc ``(n, d)`` (images are flattened); conv ``(n, C, H, W)`` or ``(n, d)``
+    with ``image_shape``; ``gram`` -> ``(n, m)``.
     """
 
     params = INFINITE_PARAMS
@@ -180,6 +182,7 @@ class InfiniteWidthKernel(Kernel):
 
     @property
     def is_conv(self) -> bool:  # type: ignore[override]
+        """Whether inputs are images (``architecture='conv'``)."""
         return self._params["architecture"] == "conv"
 
     @property
@@ -211,7 +214,19 @@ class InfiniteWidthKernel(Kernel):
     ) -> torch.Tensor:
         """The fc recursion with ``weight_std`` / ``bias_std`` as (differentiable) tensors.
 
-        Shape: prepared ``(n, d)``, ``(m, d)`` -> ``(n, m)``; ``diag=True``: ``(n,)``.
+        Parameters
+        ----------
+        x, y : torch.Tensor
+            Prepared ``(n, d)`` and ``(m, d)``; ``y=None``: x with itself.
+        values : dict of str to torch.Tensor
+            ``weight_std`` and/or ``bias_std`` as scalar tensors.
+        diag : bool
+            Only the diagonal ``(n,)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, m)``, or ``(n,)`` with ``diag=True``.
         """
         if self.is_conv:
             raise NotImplementedError(f"{self.family}: the conv recursion is not trained here")
@@ -298,7 +313,17 @@ class InfiniteWidthKernel(Kernel):
         tile for both. The result does not depend on which of the two families
         ``self`` is.
 
-        Shape: X ``(n, ...)``, Y ``(m, ...)`` -> ``(n, m)`` twice.
+        Parameters
+        ----------
+        X, Y : array or tensor, ``(n, ...)`` and ``(m, ...)``
+            ``Y=None``: X with itself.
+        memory_budget : int or str, optional
+            As :meth:`~kernelzoo.kernels.base.Kernel.gram`.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(K, Theta)``, each ``(n, m)``.
         """
         budget = parse_memory_budget(memory_budget)
         x, y = self.prepare_pair(X, Y)

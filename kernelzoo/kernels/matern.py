@@ -68,8 +68,11 @@ class Matern(Kernel):
     nu : {0.5, 1.5, 2.5}, default 1.5
         Smoothness: the GP's sample paths are ``ceil(nu) - 1`` times differentiable.
     lengthscale : float, default 1.0
+        Length scale, > 0.
 
-    Shape: inputs ``(n, d)`` (images are flattened).
+    Shape
+    -----
+    Inputs ``(n, d)`` (images are flattened).
     """
 
     family = "matern"
@@ -107,7 +110,19 @@ class Matern(Kernel):
     ) -> torch.Tensor:
         """Student-t frequencies, ``2 nu`` degrees of freedom, scale ``1 / lengthscale``.
 
-        Shape: ``(n_samples, dim)`` (CPU, float64).
+        Parameters
+        ----------
+        n_samples : int
+            Number of frequencies.
+        dim : int
+            Input dimension.
+        generator : torch.Generator
+            The CPU generator to draw from.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n_samples, dim)``, CPU float64.
         """
         dof = round(2 * self.nu)
         z = torch.randn(n_samples, dim, generator=generator, dtype=torch.float64)

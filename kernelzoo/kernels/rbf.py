@@ -14,13 +14,17 @@ __all__ = ["RBF"]
 class RBF(Kernel):
     """Gaussian kernel, no output scale (gpytorch's ``ScaleKernel`` adds one).
 
+    ``k(x, y) = exp(-|x - y|^2 / (2 lengthscale^2))``. Its spectral density is
+    Gaussian: frequencies ``N(0, I / lengthscale^2)``.
+
     Parameters
     ----------
     lengthscale : float, default 1.0
+        Length scale, > 0.
 
-    Its spectral density is Gaussian: frequencies ``N(0, I / lengthscale^2)``.
-
-    Shape: inputs ``(n, d)`` (images are flattened).
+    Shape
+    -----
+    Inputs ``(n, d)`` (images are flattened).
     """
 
     family = "rbf"
@@ -54,7 +58,19 @@ class RBF(Kernel):
     ) -> torch.Tensor:
         """Gaussian frequencies ``N(0, I) / lengthscale`` (CPU, float64).
 
-        Shape: ``(n_samples, dim)``.
+        Parameters
+        ----------
+        n_samples : int
+            Number of frequencies.
+        dim : int
+            Input dimension.
+        generator : torch.Generator
+            The CPU generator to draw from.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n_samples, dim)``.
         """
         draws = torch.randn(n_samples, dim, generator=generator, dtype=torch.float64)
         return draws / self.lengthscale

@@ -23,6 +23,18 @@ def median_pairwise_distance(x: torch.Tensor, max_points: int = 512) -> float:
     Rows are flattened and compared in float64; 1.0 for a single row.
 
     Shape: ``(n, ...)`` -> a float.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Rows ``(n, ...)``.
+    max_points : int
+        Rows used.
+
+    Returns
+    -------
+    float
+        The median distance.
     """
     flat = x[:max_points].reshape(min(len(x), max_points), -1).to(torch.float64)
     distances = torch.cdist(flat, flat)
@@ -37,6 +49,20 @@ def median_nonzero_distance(x: torch.Tensor, seed: int, max_points: int = 500) -
     1.0 when every distance is zero.
 
     Shape: ``(n, d)`` -> a float.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Rows ``(n, d)``.
+    seed : int
+        Seed of the draw.
+    max_points : int
+        Rows drawn.
+
+    Returns
+    -------
+    float
+        The median non-zero distance.
     """
     gen = torch.Generator().manual_seed(seed)
     sub = x[torch.randperm(len(x), generator=gen)[:max_points].to(x.device)]

@@ -23,6 +23,18 @@ def check_eigen_options(eps: object, rel_clip: object) -> tuple[float, float | N
     needs ``eps > 0``, else the zero eigenvalues of a singular landmark Gram
     would be divided by. Raises a ``TypeError`` for non-numbers and a
     ``ValueError`` for NaN, infinities and values out of range, naming the option.
+
+    Parameters
+    ----------
+    eps : object
+        The ridge.
+    rel_clip : object
+        The relative clipping, or None.
+
+    Returns
+    -------
+    tuple
+        ``(eps, rel_clip)`` as floats (``rel_clip`` may stay None).
     """
     eps_value = check_float(eps, "eps", minimum=0.0)
     clip = check_float(rel_clip, "rel_clip", minimum=0.0, maximum=1.0, below_maximum=True,
@@ -41,6 +53,16 @@ def default_rel_clip(dtype: torch.dtype) -> float:
     1e-6 for float32 (its round-off shows in the landmark/anchor Gram's
     spectrum at about that level), 1e-12 otherwise. Nyström features, the CKN
     layers and the gpytorch Nyström kernel take this when ``rel_clip`` is None.
+
+    Parameters
+    ----------
+    dtype : torch.dtype
+        The inputs' dtype.
+
+    Returns
+    -------
+    float
+        The clipping.
     """
     return 1e-6 if dtype == torch.float32 else 1e-12
 
@@ -50,6 +72,16 @@ def sym_eig(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     float32 input is decomposed in float64 (cheap at anchor/landmark sizes and
     far more stable) and cast back.
+
+    Parameters
+    ----------
+    s : torch.Tensor
+        A symmetric ``(p, p)`` matrix.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        Eigenvalues ``(p,)`` (ascending) and eigenvectors ``(p, p)``.
     """
     work = s.double() if s.dtype == torch.float32 else s
     work = 0.5 * (work + work.mT)
@@ -103,7 +135,9 @@ def inv_sqrt_psd(
         no gradient. None: :func:`default_rel_clip` of ``s``'s dtype. Both are
         checked by :func:`check_eigen_options`.
 
-    Shape: ``(p, p)`` -> ``(p, p)``.
+    Shape
+    -----
+    ``(p, p)`` -> ``(p, p)``.
     """
     if s.ndim != 2 or s.shape[0] != s.shape[1]:
         raise ValueError(f"s must be a square matrix, got shape {tuple(s.shape)}")

@@ -53,14 +53,17 @@ class GramPanels:
         Compute dtype of the products (float64 by default).
     device : str or torch.device
         Where the products are computed.
+    name : str
+        The matrix's name in messages.
     dask_scheduler : str, optional
         ``scheduler=`` of each panel's ``compute()`` for a Dask source (default:
         Dask's current one, e.g. a distributed client; ``"sync"`` or
         ``"threads"`` read a zarr-backed array in this process, which is faster
         than shipping every panel through a cluster on each CG iteration).
 
-    Shape:
-        ``source`` ``(n, m)``; :meth:`matmul` ``(m, c)`` -> ``(n, c)``.
+    Shape
+    -----
+    ``source`` ``(n, m)``; :meth:`matmul` ``(m, c)`` -> ``(n, c)``.
     """
 
     def __init__(
@@ -101,7 +104,13 @@ class GramPanels:
         self._held: torch.Tensor | None = None
 
     def panels(self) -> Iterator[tuple[int, int, torch.Tensor]]:
-        """``(r0, r1, K[r0:r1])`` in the compute dtype and device, top to bottom."""
+        """``(r0, r1, K[r0:r1])`` in the compute dtype and device, top to bottom.
+
+        Yields
+        ------
+        tuple
+            ``(r0, r1, K[r0:r1])``.
+        """
         if self._held is not None:
             yield 0, self.shape[0], self._held
             return
@@ -126,7 +135,18 @@ class GramPanels:
             yield r0, r1, block.to(device=self.device, dtype=self.dtype)
 
     def matmul(self, v: torch.Tensor) -> torch.Tensor:
-        """``K @ v``, reading ``K`` once."""
+        """``K @ v``, reading ``K`` once.
+
+        Parameters
+        ----------
+        v : torch.Tensor
+            ``(m, c)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, c)``.
+        """
         if v.shape[0] != self.shape[1]:
             raise ValueError(f"{self.name} has {self.shape[1]} columns but v has {v.shape[0]} rows")
         out = torch.empty((self.shape[0], v.shape[1]), dtype=v.dtype, device=v.device)
@@ -173,6 +193,7 @@ def block_cg(
     Returns
     -------
     x : torch.Tensor, ``(n, c)``
+        The solutions.
     info : dict
         ``iterations`` (int), ``residuals`` (``(c,)`` relative), ``converged`` (bool).
     """
@@ -223,6 +244,25 @@ class RidgeSelection:
     ``coefficients`` ``(n_train, n_outputs)`` are those of ``best_lambda``;
     ``classes`` the class labels of the one-vs-all columns (None for regression);
     ``shifts[k]`` the ridge actually added to the diagonal for ``lambdas[k]``.
+
+    Parameters
+    ----------
+    lambdas : list of float
+        The grid.
+    shifts : list of float
+        The ridge added for each lambda.
+    scores : list of float
+        Validation score of each lambda.
+    best_lambda : float
+        The chosen lambda.
+    coefficients : torch.Tensor
+        ``(n_train, n_outputs)`` at ``best_lambda``.
+    classes : numpy.ndarray or None
+        Labels of the one-vs-all columns.
+    iterations : int
+        CG iterations.
+    converged : bool
+        Whether every column converged.
     """
 
     lambdas: list[float]
@@ -258,6 +298,22 @@ def predict(
 
     Shape: ``cross_gram`` ``(n_test, n_train)``, ``coefficients`` ``(n_train, c)``
     -> ``(n_test,)`` labels, or ``(n_test, c)`` values.
+
+    Parameters
+    ----------
+    cross_gram : tensor, array, store path or Dask array
+        ``K(X_test, X_train)``.
+    coefficients : torch.Tensor
+        ``(n_train, c)``.
+    classes : numpy.ndarray, optional
+        Labels of the columns: return labels.
+    memory_budget : int or str, optional
+        Bytes per panel.
+
+    Returns
+    -------
+    numpy.ndarray
+        Labels or values.
     """
     panels = GramPanels(cross_gram, memory_budget, coefficients.dtype, coefficients.device, "K")
     scores = panels.matmul(coefficients).cpu().numpy()
@@ -316,6 +372,7 @@ def kernel_ridge_path(
     Returns
     -------
     RidgeSelection
+        Every lambda's score, the best lambda and its coefficients.
     """
     lambda_values = _check_lambdas(lambdas)
     k_train = GramPanels(
@@ -397,6 +454,30 @@ def kernel_ridge_from_store(
 
     Shape: coefficients ``(n_train, n_classes)`` (float64); predict with
     :func:`predict` on ``K(X_test, X_train)``.
+
+    Parameters
+    ----------
+    train_store : store path or any source :class:`GramPanels` reads
+        ``K(X_train, X_train)``.
+    val_cross_store : same kinds
+        ``K(X_val, X_train)``.
+    y_train, y_val : array
+        Labels or targets.
+    lambdas : sequence of float
+        The grid.
+    tol : float
+        CG tolerance.
+    max_iter : int, optional
+        CG iterations.
+    memory_budget : int or str, optional
+        Bytes per panel.
+    relative : bool
+        As :func:`kernel_ridge_path`.
+
+    Returns
+    -------
+    tuple
+        ``(best_lambda, coefficients)``.
     """
     selection = kernel_ridge_path(
         train_store, val_cross_store, y_train, y_val, lambdas, tol, max_iter, memory_budget,

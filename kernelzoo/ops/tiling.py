@@ -32,6 +32,20 @@ def choose_tile(n_rows: int, n_cols: int, budget: int, block_bytes: Callable[[in
 
     Returns ``(tr, tc, fits)``; ``fits`` is False when even a 1x1 tile exceeds
     the budget (it then runs anyway, with a warning from the caller).
+
+    Parameters
+    ----------
+    n_rows, n_cols : int
+        The output's size.
+    budget : int
+        Bytes.
+    block_bytes : callable
+        ``block_bytes(tr, tc)``: bytes of one tile.
+
+    Returns
+    -------
+    tuple
+        ``(tr, tc, fits)``.
     """
     if block_bytes(1, 1) > budget:
         return 1, 1, False
@@ -57,6 +71,20 @@ def choose_tile(n_rows: int, n_cols: int, budget: int, block_bytes: Callable[[in
 
 
 def tile_ranges(n: int, tile: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n)`` in steps of ``tile``.
+
+    Parameters
+    ----------
+    n : int
+        Length.
+    tile : int
+        Step.
+
+    Returns
+    -------
+    list of tuple of int
+        The ranges.
+    """
     return [(s, min(s + tile, n)) for s in range(0, n, tile)]
 
 
@@ -84,6 +112,13 @@ def tiled_gram(
         ``block_bytes(n_rows, n_cols, x) -> bytes`` for one tile.
     progress : bool, optional
         Show a progress bar (default: when there are many tiles and stderr is a terminal).
+    desc : str
+        The progress bar's label.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, m)``, on x's device.
     """
     symmetric = y is None
     n = x.shape[0]

@@ -27,7 +27,18 @@ __all__ = ["Section", "combine", "plots", "read_results", "summaries", "tables",
 
 
 def combine(frames: Mapping[str, pd.DataFrame] | list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate harness DataFrames (columns united); metadata of the first is kept."""
+    """Concatenate harness DataFrames (columns united); metadata of the first is kept.
+
+    Parameters
+    ----------
+    frames : mapping or list of DataFrame
+        The harnesses' frames.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One frame.
+    """
     items = list(frames.values()) if isinstance(frames, Mapping) else list(frames)
     items = [f for f in items if f is not None]
     if not items:
@@ -43,6 +54,16 @@ def read_results(folder: str | os.PathLike) -> pd.DataFrame:
 
     ``write_report(read_results(folder), folder)`` rewrites the report from
     its own results (e.g. after a change to the tables or plots).
+
+    Parameters
+    ----------
+    folder : str or path-like
+        A report folder.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows, metadata in ``attrs``.
     """
     folder = Path(folder)
     frame = pd.read_csv(folder / "results.csv")

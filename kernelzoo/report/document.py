@@ -28,6 +28,15 @@ class Section:
 
     Blocks are ``("text", str)``, ``("table", DataFrame)`` and ``("figure", file
     name, alt text)`` (the PNG lies in the report folder).
+
+    Parameters
+    ----------
+    heading : str
+        The ``##`` heading.
+    intro : str
+        Text under it.
+    blocks : list of tuple
+        Text, tables and figures, in order.
     """
 
     heading: str
@@ -44,7 +53,24 @@ class Section:
 
     def figure(self, folder: str | os.PathLike, name: str, alt: str,
                draw: Callable[[Path], Any]) -> Section:
-        """Draw ``folder/name`` with ``draw(path)``; kept when it returns a path."""
+        """Draw ``folder/name`` with ``draw(path)``; kept when it returns a path.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            The report folder.
+        name : str
+            The PNG's file name.
+        alt : str
+            Its alt text.
+        draw : callable
+            ``draw(path)`` writes the figure, returns the path (or None).
+
+        Returns
+        -------
+        Section
+            ``self``.
+        """
         if draw(Path(folder) / name) is not None:
             self.blocks.append(("figure", name, alt))
         return self

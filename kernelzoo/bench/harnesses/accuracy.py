@@ -50,6 +50,20 @@ def hyperparameter_candidates(case: KernelCase, config: RunConfig,
     Parameters fixed in the spec are not searched; values of parameters with
     ``search_scale="median_distance"`` are multiples of the median pairwise
     distance of ``x_scale`` (the pool's images: inputs only, no labels).
+
+    Parameters
+    ----------
+    case : KernelCase
+        One kernel.
+    config : RunConfig
+        The plan.
+    x_scale : torch.Tensor
+        The pool's images.
+
+    Returns
+    -------
+    list of dict
+        Parameter overrides.
     """
     if not case.ok:
         return [{}]

@@ -40,6 +40,12 @@ _FATAL = (ImportError, NotImplementedError, AttributeError)
 
 
 class Approximation(Harness):
+    """Each approximation's Gram against its exact kernel, against budget.
+
+    Relative Frobenius, spectral and max-entry errors, alignment and CKA at one
+    shared n, over the plan's budgets (nested Nyström landmarks) and seeds.
+    """
+
     name = "approximation"
     title = "Approximation error against budget"
     order = 20

@@ -19,6 +19,8 @@ __all__ = ["GaussianProcess"]
 
 
 class GaussianProcess(Harness):
+    """GP regression (:func:`kernelzoo.bench.gp.run_gp`): not part of the default run."""
+
     name = "gp"
     title = "Gaussian-process regression (rotated digits)"
     uses = ()

@@ -27,6 +27,8 @@ __all__ = ["Similarity"]
 
 
 class Similarity(Harness):
+    """Centred kernel alignment between every pair of exact kernels on the same images."""
+
     name = "similarity"
     title = "Kernel similarity (centred kernel alignment)"
     uses = ("accuracy", "approximation")

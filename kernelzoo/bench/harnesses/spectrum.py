@@ -30,6 +30,8 @@ RELATIVE_LAMBDAS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 class Spectrum(Harness):
+    """Eigenvalue decay of each exact Gram and its effective dimension at several lambdas."""
+
     name = "spectrum"
     title = "Spectrum and effective dimension"
     order = 40

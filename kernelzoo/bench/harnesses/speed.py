@@ -44,7 +44,24 @@ def median_time(fn: Callable[[], Any], device: Any, repeats: int = 5,
                 min_seconds: float = 0.5) -> tuple[float, float]:
     """``(median seconds, peak memory bytes)`` of ``fn``: the first call under
     :class:`PeakMemory`, more calls (up to ``repeats``) while they took under
-    ``min_seconds`` together."""
+    ``min_seconds`` together.
+
+    Parameters
+    ----------
+    fn : callable
+        What to time.
+    device : str or torch.device
+        Where it runs (synchronised for CUDA).
+    repeats : int
+        Most calls.
+    min_seconds : float
+        Repeat while the calls took less together.
+
+    Returns
+    -------
+    tuple of float
+        ``(median seconds, peak memory bytes)``.
+    """
     with PeakMemory(device) as memory:
         _, first = timed(fn, device)
     times = [first]
@@ -54,6 +71,8 @@ def median_time(fn: Callable[[], Any], device: Any, repeats: int = 5,
 
 
 class Speed(Harness):
+    """Exact Gram pairs per second, feature throughput and peak memory."""
+
     name = "speed"
     title = "Speed and memory"
     order = 60

@@ -74,6 +74,20 @@ def transformed_inputs(x: torch.Tensor, plan: Any, seed: int = 0) -> list[dict[s
     ``grad tau = 0``.
 
     Shape: ``x`` (n, C, H, W); each ``y`` (n, C, H, W).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Images.
+    plan : StabilityPlan
+        Magnitudes and smoothness of the transforms.
+    seed : int
+        Seed of the deformation fields.
+
+    Returns
+    -------
+    list of dict
+        One per transformed copy.
     """
     from kernelzoo.data.deform import smooth_deformation, translate
 
@@ -107,6 +121,13 @@ def _growth_exponent(families: dict[Any, list[tuple[float, float]]]) -> float:
 
 
 class Stability(Harness):
+    """RKHS distances to translated and deformed images, against the form of the bound.
+
+    Beside every kernel, raw pixels and each kernel class's ``stability_variants``;
+    slopes in ``||grad tau||`` and in the shift are checked against Bietti and
+    Mairal's bound where the class states its assumptions.
+    """
+
     name = "stability"
     title = "Stability to translations and deformations"
     order = 50

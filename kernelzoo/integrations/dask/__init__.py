@@ -65,6 +65,33 @@ class StoreResult:
     not matching their checksum (recomputed); ``task_seconds`` and
     ``task_cpu_seconds`` add up the wall and CPU time of this run's tasks
     inside the workers. ``os.fspath(result)`` is the path.
+
+    Parameters
+    ----------
+    path : str
+        The store.
+    shape : tuple of int
+        The array's shape.
+    dtype : str
+        Its dtype.
+    tile : tuple of int
+        The chunk shape.
+    symmetric : bool
+        A Gram of x with itself (mirrored tiles).
+    n_tasks : int
+        Tile tasks in the whole store.
+    n_computed : int
+        Computed by this run.
+    n_reused : int
+        Found done.
+    n_corrupt : int
+        Found recorded but damaged (recomputed).
+    seconds : float
+        Wall time of the run.
+    task_seconds : float
+        Wall time of this run's tasks, added up.
+    task_cpu_seconds : float
+        Their CPU time, added up.
     """
 
     path: str
@@ -234,9 +261,10 @@ def gram_to_store(
     StoreResult
         The path and what was done (``n_computed`` tiles this run).
 
-    Shape:
-        ``x`` ``(n, ...)``, ``y`` ``(m, ...)`` -> a store of shape ``(n, m)``
-        (``(n, n)`` without ``y``), chunks ``(tile, tile)``.
+    Shape
+    -----
+    ``x`` ``(n, ...)``, ``y`` ``(m, ...)`` -> a store of shape ``(n, m)``
+    (``(n, n)`` without ``y``), chunks ``(tile, tile)``.
     """
     if store is None:
         raise TypeError("gram_to_store() needs a store path (store='K.zarr')")
@@ -269,6 +297,34 @@ def features_to_store(
 
     Shape:
         ``x`` ``(n, ...)`` -> a store of shape ``(n, n_features)``.
+
+    Parameters
+    ----------
+    approximation : Approximation
+        Fitted, with features.
+    x : array or tensor
+        Inputs ``(n, ...)``.
+    store : str or path-like
+        The store directory.
+    tile : int, optional
+        Rows per tile.
+    scheduler : None, str or distributed.Client
+        As :func:`gram_to_store`.
+    progress : bool
+        Show a progress bar.
+    n_workers : int, optional
+        Workers of the default LocalCluster.
+    device : str, optional
+        Where workers compute.
+    verify : bool
+        Check recorded chunks when resuming.
+    timeout : float, optional
+        Seconds to wait for the tasks.
+
+    Returns
+    -------
+    StoreResult
+        What the run did.
     """
     cluster = Cluster(scheduler, n_workers, timeout, progress)
     return _run(approximation, x, None,

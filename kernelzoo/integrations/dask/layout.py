@@ -55,6 +55,25 @@ class Layout:
     ``x``/``y`` are input fingerprints (:func:`kernelzoo._io.fingerprint`),
     ``approximation`` the identity of a fitted approximation (None for an
     exact kernel), ``shape`` ``[n, m]`` and ``tile`` ``[rows, columns]``.
+
+    Parameters
+    ----------
+    kind : {'gram', 'features'}
+        What the store holds.
+    kernel : str
+        The kernel's spec.
+    approximation : dict or None
+        The fitted approximation's identity.
+    x, y : dict
+        Input fingerprints (``y`` None for a symmetric Gram).
+    symmetric : bool
+        A Gram of x with itself.
+    shape : list of int
+        ``[n, m]``.
+    dtype : str
+        The store's dtype.
+    tile : list of int
+        ``[rows, columns]``.
     """
 
     kind: str
@@ -78,11 +97,34 @@ class Layout:
         (:func:`kernelzoo.registry.same_kernel`), so a parameter added later with
         a default does not invalidate a store; an approximation is compared by
         method, settings and fitted state, not by the module path of its class.
+
+        Parameters
+        ----------
+        manifest : dict
+            A store's manifest.
+
+        Returns
+        -------
+        bool
+            Whether it matches.
         """
         return all(_same(k, manifest.get(k), v) for k, v in self.identity().items())
 
     def describe_difference(self, path: str, manifest: dict[str, Any]) -> str:
-        """The refusal message for a store written for another computation."""
+        """The refusal message for a store written for another computation.
+
+        Parameters
+        ----------
+        path : str
+            The store.
+        manifest : dict
+            Its manifest.
+
+        Returns
+        -------
+        str
+            The message.
+        """
         diffs = []
         for field, now in self.identity().items():
             was = manifest.get(field)
@@ -98,7 +140,18 @@ class Layout:
         )
 
     def chunk_slices(self, i: int, j: int) -> tuple[slice, slice]:
-        """Row and column slices of chunk ``(i, j)``."""
+        """Row and column slices of chunk ``(i, j)``.
+
+        Parameters
+        ----------
+        i, j : int
+            Row-tile and column-tile index.
+
+        Returns
+        -------
+        tuple of slice
+            ``(rows, columns)``.
+        """
         return chunk_slices(self.identity(), i, j)
 
     def tasks(self) -> list[tuple[int, int]]:

@@ -34,7 +34,13 @@ __all__ = ["Cluster", "Job", "Tally", "TorchThreadsPlugin", "compute_pending", "
 
 
 class TorchThreadsPlugin(WorkerPlugin):
-    """Pin torch to ``n_threads`` intra-op threads in every worker (one per Dask thread)."""
+    """Pin torch to ``n_threads`` intra-op threads in every worker (one per Dask thread).
+
+    Parameters
+    ----------
+    n_threads : int
+        Threads per worker.
+    """
 
     name = "kernelzoo-torch-threads"
 

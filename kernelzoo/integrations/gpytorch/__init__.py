@@ -51,10 +51,10 @@ only. Unfitted approximations are fitted on the first ``x1`` they see (all
 batch entries together); fit them yourself on the training inputs to control
 this.
 
-Modules: :mod:`.base` (layout, batches, dtype, the content-keyed cache),
-:mod:`.exact` (exact kernels, fixed or trained), :mod:`.features` (feature and
-Gram approximations), :mod:`.networks` (trained feature networks) and
-:mod:`.factory` (:func:`to_gpytorch`).
+Modules: ``base`` (layout, batches, dtype, the content-keyed cache),
+``exact`` (exact kernels, fixed or trained), ``features`` (feature and
+Gram approximations), ``networks`` (trained feature networks) and
+``factory`` (:func:`to_gpytorch`).
 """
 
 from kernelzoo.integrations.gpytorch.base import ZooKernelBase, cache_key

@@ -22,6 +22,16 @@ def cache_key(x: torch.Tensor) -> tuple:
 
     Used to cache Grams of fixed kernels across the calls gpytorch makes with
     new tensor objects holding the same points (slices, concatenations).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        A tensor.
+
+    Returns
+    -------
+    tuple
+        ``(device, fingerprint)``.
     """
     print_ = fingerprint(x)
     return (str(x.device), print_["sha256"], tuple(print_["shape"]), print_["dtype"])

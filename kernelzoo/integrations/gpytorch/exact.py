@@ -40,9 +40,10 @@ class ExactKernel(ZooKernelBase):
     **kwargs
         Of :class:`ZooKernelBase`.
 
-    Shape:
-        - ``forward(x1, x2)``: ``(..., n, d)``, ``(..., m, d)`` -> ``(..., n, m)``
-        - ``forward(x1, x2, diag=True)``: -> ``(..., n)``
+    Shape
+    -----
+    - ``forward(x1, x2)``: ``(..., n, d)``, ``(..., m, d)`` -> ``(..., n, m)``
+    - ``forward(x1, x2, diag=True)``: -> ``(..., n)``
     """
 
     #: return ``K(x, x)`` outside autograd as a deferred operator (expensive fixed kernels)
@@ -88,11 +89,37 @@ class ExactKernel(ZooKernelBase):
         return self._cached((kind, same), compute, *tensors)
 
     def gram_block(self, a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
-        """The Gram of one batch entry, ``(n, d)``, ``(m, d)`` -> ``(n, m)`` (cached)."""
+        """The Gram of one batch entry, ``(n, d)``, ``(m, d)`` -> ``(n, m)`` (cached).
+
+        Parameters
+        ----------
+        a, b : torch.Tensor
+            Rows of one batch entry.
+        same : bool
+            ``b`` is ``a``.
+
+        Returns
+        -------
+        torch.Tensor
+            The Gram block.
+        """
         return self._block("gram", a, b, same)
 
     def diag_block(self, a: torch.Tensor, b: torch.Tensor, same: bool) -> torch.Tensor:
-        """``k(a_i, b_i)`` of one batch entry, ``(n, d)`` -> ``(n,)`` (cached)."""
+        """``k(a_i, b_i)`` of one batch entry, ``(n, d)`` -> ``(n,)`` (cached).
+
+        Parameters
+        ----------
+        a, b : torch.Tensor
+            Rows of one batch entry.
+        same : bool
+            ``b`` is ``a``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``k(a_i, b_i)``.
+        """
         return self._block("diag", a, b, same)
 
     def forward(
@@ -127,6 +154,13 @@ class DeferredGram(LinearOperator):
     entries are needed; its diagonal alone costs ``n`` kernel evaluations.
 
     Shape: ``(n, d)`` -> an ``(n, n)`` operator.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        The points.
+    kernel : ExactKernel
+        The kernel whose Gram it is.
     """
 
     def __init__(self, x: torch.Tensor, kernel: ExactKernel) -> None:
@@ -178,6 +212,14 @@ class LengthscaleKernel(ExactKernel):
     Gram is the kernelzoo kernel with that parameter at 1 on ``x / lengthscale``
     (same numerics, differentiable in the lengthscale), initialised from the
     kernel's value.
+
+    Parameters
+    ----------
+    zoo_kernel : Kernel
+        A kernelzoo kernel with a ``Param.train='lengthscale'`` parameter.
+    **kwargs
+        Of :class:`~kernelzoo.integrations.gpytorch.ZooKernelBase` (gpytorch's kernel
+        keywords, ``image_shape``, ``cache_size``).
     """
 
     has_lengthscale = True
@@ -208,6 +250,14 @@ class TrainableExactKernel(ExactKernel):
     the kernelzoo kernel and readable as the attribute ``p``; the Gram is the
     kernel's :meth:`~kernelzoo.kernels.base.Kernel.gram_with` with those tensors
     (differentiable).
+
+    Parameters
+    ----------
+    zoo_kernel : Kernel
+        A kernelzoo kernel with ``Param.train='positive'`` parameters.
+    **kwargs
+        Of :class:`~kernelzoo.integrations.gpytorch.ZooKernelBase` (gpytorch's kernel
+        keywords, ``image_shape``, ``cache_size``).
     """
 
     def __init__(self, zoo_kernel: ZooKernel, **kwargs: Any) -> None:
@@ -223,7 +273,18 @@ class TrainableExactKernel(ExactKernel):
         self._init_hyper(name, value)
 
     def trained_value(self, name: str) -> torch.Tensor:
-        """The constrained value of the trained parameter ``name``, ``(*batch_shape, 1)``."""
+        """The constrained value of the trained parameter ``name``, ``(*batch_shape, 1)``.
+
+        Parameters
+        ----------
+        name : str
+            A trained parameter.
+
+        Returns
+        -------
+        torch.Tensor
+            Its constrained value.
+        """
         return getattr(self, f"raw_{name}_constraint").transform(getattr(self, f"raw_{name}"))
 
     def __getattr__(self, name: str) -> Any:

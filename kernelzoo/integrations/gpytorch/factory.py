@@ -104,30 +104,36 @@ def to_gpytorch(obj: ZooKernel | Approximation, **options: Any) -> gpytorch.kern
     obj : kernelzoo Kernel or Approximation
         An approximation may be fitted already (recommended: on the training
         inputs) or is fitted on the first ``x1`` it is called with.
-    image_shape : (C, H, W), optional
-        How convolutional kernels read the ``d`` input columns (default: the
-        kernel's ``image_shape`` parameter; required for conv kernels).
-    train_hyperparameters : bool, default True
-        Make the kernel's trainable parameters (``Param.train``: the rbf and
-        matern lengthscale, the fc nngp/ntk weight/bias std) and a trainable
-        feature network (the layerwise CKN's anchors and sigma) gpytorch
-        parameters; False fixes them (and enables the Gram cache).
-    cache_size : int, default 8
-        Gram blocks / feature maps remembered by fixed kernels (0: none).
-    gram_dtype : torch.dtype, optional
-        Exact kernels with fixed hyperparameters (conv kernels, arccos, and the
-        others with ``train_hyperparameters=False``): the precision their Gram
-        blocks are computed in, returned in the input's dtype.
     **options
-        ``batch_shape``, ``active_dims`` and, for a trainable lengthscale,
-        ``ard_num_dims``, ``lengthscale_prior``, ``lengthscale_constraint``.
+        kernelzoo's own:
+
+        - ``image_shape`` ((C, H, W), optional): how convolutional kernels read
+          the ``d`` input columns (default: the kernel's ``image_shape``
+          parameter; required for conv kernels);
+        - ``train_hyperparameters`` (bool, default True): make the kernel's
+          trainable parameters (``Param.train``: the rbf and matern lengthscale,
+          the fc nngp/ntk weight/bias std) and a trainable feature network (the
+          layerwise CKN's anchors and sigma) gpytorch parameters; False fixes
+          them (and enables the Gram cache);
+        - ``cache_size`` (int, default 8): Gram blocks / feature maps remembered
+          by fixed kernels (0: none);
+        - ``gram_dtype`` (torch.dtype, optional): for exact kernels with fixed
+          hyperparameters (conv kernels, arccos, and the others with
+          ``train_hyperparameters=False``), the precision their Gram blocks are
+          computed in, returned in the input's dtype;
+
+        and gpytorch's: ``batch_shape``, ``active_dims`` and, for a trainable
+        lengthscale, ``ard_num_dims``, ``lengthscale_prior``,
+        ``lengthscale_constraint``.
 
     Returns
     -------
     gpytorch.kernels.Kernel
         Without output scale: wrap it in ``gpytorch.kernels.ScaleKernel``.
 
-    Shape: the kernel maps ``(..., n, d)``, ``(..., m, d)`` to ``(..., n, m)``.
+    Shape
+    -----
+    the kernel maps ``(..., n, d)``, ``(..., m, d)`` to ``(..., n, m)``.
     """
     options = dict(options)
     train, options = _split_options(options)

@@ -40,6 +40,14 @@ class FeatureKernel(ZooKernelBase):
         - ``forward(x1, x1)``: ``(..., n, d)`` -> ``(Low)RankRootLinearOperator`` of ``(..., n, D)``
         - ``forward(x1, x2)``: -> ``MatmulLinearOperator`` ``(..., n, m)``
         - ``forward(x1, x2, diag=True)``: -> ``(..., n)``
+
+    Parameters
+    ----------
+    approximation : Approximation
+        A kernelzoo approximation (fitted on the first call if it is not).
+    **kwargs
+        Of :class:`~kernelzoo.integrations.gpytorch.ZooKernelBase` (gpytorch's kernel
+        keywords, ``image_shape``, ``cache_size``).
     """
 
     def __init__(self, approximation: Approximation, **kwargs: Any) -> None:
@@ -70,7 +78,18 @@ class FeatureKernel(ZooKernelBase):
         return value
 
     def featurize(self, x: torch.Tensor) -> torch.Tensor:
-        """Features of ``(..., n, d)`` -> ``(..., n, D)`` (all batch entries at once)."""
+        """Features of ``(..., n, d)`` -> ``(..., n, D)`` (all batch entries at once).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Rows ``(..., n, d)``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(..., n, D)``.
+        """
         self._ensure_fitted(x)
         flat = x.reshape(-1, x.shape[-1])
         z = self._feature_map(flat)
@@ -114,6 +133,14 @@ class ScaledFeatureKernel(FeatureKernel):
     orthogonal features): the features were drawn for lengthscale l0, and
     ``z(x * l0 / l)`` are the features for lengthscale ``l`` with the same
     draws (differentiable in l).
+
+    Parameters
+    ----------
+    approximation : Approximation
+        A kernelzoo approximation (fitted on the first call if it is not).
+    **kwargs
+        Of :class:`~kernelzoo.integrations.gpytorch.ZooKernelBase` (gpytorch's kernel
+        keywords, ``image_shape``, ``cache_size``).
     """
 
     has_lengthscale = True
@@ -140,6 +167,16 @@ class TrainableNystromKernel(FeatureKernel):
     The landmarks Z come from the fitted approximation; the exact kernel (e.g.
     rbf with its lengthscale) is a submodule, and the normalisation is
     recomputed at every call, differentiably (Daleckii–Krein backward).
+
+    Parameters
+    ----------
+    approximation : Approximation
+        A kernelzoo approximation (fitted on the first call if it is not).
+    exact : ExactKernel
+        The trainable exact kernel the landmarks are evaluated with.
+    **kwargs
+        Of :class:`~kernelzoo.integrations.gpytorch.ZooKernelBase` (gpytorch's kernel
+        keywords, ``image_shape``, ``cache_size``).
     """
 
     def __init__(self, approximation: Approximation, exact: ExactKernel, **kwargs: Any) -> None:
@@ -163,7 +200,16 @@ class TrainableNystromKernel(FeatureKernel):
 
 
 class GramKernel(ZooKernelBase):
-    """An approximation without affordable features (dense approximate Gram, cached)."""
+    """An approximation without affordable features (dense approximate Gram, cached).
+
+    Parameters
+    ----------
+    approximation : Approximation
+        A kernelzoo approximation (fitted on the first call if it is not).
+    **kwargs
+        Of :class:`~kernelzoo.integrations.gpytorch.ZooKernelBase` (gpytorch's kernel
+        keywords, ``image_shape``, ``cache_size``).
+    """
 
     def __init__(self, approximation: Approximation, **kwargs: Any) -> None:
         super().__init__(approximation.kernel, **kwargs)

@@ -32,6 +32,14 @@ class LayerwiseCKNKernel(FeatureKernel):
     cached.
 
     Shape: as :class:`FeatureKernel`; features ``(..., n, p_L h_L w_L)``.
+
+    Parameters
+    ----------
+    approximation : LayerwiseCKN
+        A fitted layerwise CKN.
+    **kwargs
+        Of :class:`~kernelzoo.integrations.gpytorch.ZooKernelBase` (gpytorch's kernel
+        keywords, ``image_shape``, ``cache_size``).
     """
 
     def __init__(self, approximation: Approximation, **kwargs: Any) -> None:
