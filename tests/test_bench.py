@@ -53,7 +53,7 @@ def splits():
 class _Exploding(RBF):
     """An rbf whose Gram raises: stands for a family that breaks at run time."""
 
-    def _block(self, x, y, same):
+    def _block(self, x, y, same, out=None):
         raise RuntimeError("boom in _block")
 
 

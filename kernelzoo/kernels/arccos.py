@@ -18,13 +18,15 @@ import torch
 from kernelzoo._validation import as_vectors
 from kernelzoo.kernels.functional.dot import (
     arccos_fn,
+    arccos_fn_,
     cosine,
-    refine_near_parallel,
+    refine_at,
     safe_div,
     safe_sqrt,
     set_unit_self_cosines,
 )
 from kernelzoo.kernels.base import Kernel, Param, check_int
+from kernelzoo.ops.tiling import tiled_gram
 
 __all__ = ["ArcCosine", "arccos_layers"]
 
@@ -43,6 +45,11 @@ def arccos_layers(c: torch.Tensor, degree: int, depth: int) -> torch.Tensor:
     for _ in range(depth - 1):
         f = arccos_fn(f if degree < 2 else f / 3.0, degree)
     return f
+
+
+def _norms(x: torch.Tensor) -> torch.Tensor:
+    """Row norms ``|x_i|`` (one pass, no temporary), no gradients. Shape: ``(n, d) -> (n,)``."""
+    return torch.linalg.vector_norm(x, dim=1)
 
 
 def _diag_update(kxx: torch.Tensor, degree: int) -> torch.Tensor:
@@ -94,28 +101,71 @@ class ArcCosine(Kernel):
     def _prepare(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return as_vectors(x, name)
 
-    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
+        return tiled_gram(self._block, x, y, budget, self._block_bytes, into=True)
+
+    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+        """One tile; without gradients written into ``out`` (a contiguous buffer) if given."""
+        if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)):
+            return self._block_inplace(x, y, same, out)
         kxx = x.square().sum(1)
         kyy = kxx if same else y.square().sum(1)
-        grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
-        if grad:
-            c = cosine(x @ y.T, safe_sqrt(kxx), safe_sqrt(kyy))
-        else:  # cosines straight from one GEMM of unit rows (zero rows stay zero)
-            xh = safe_div(x, kxx.sqrt()[:, None])
-            yh = xh if same else safe_div(y, kyy.sqrt()[:, None])
-            c = (xh @ yh.T).clamp_(-1.0, 1.0)
+        c = cosine(x @ y.T, safe_sqrt(kxx), safe_sqrt(kyy))
         if same:
-            c = set_unit_self_cosines(c, inplace=not grad)
+            c = set_unit_self_cosines(c, inplace=False)
         f = arccos_fn(c, self.degree)
-        if not grad:
-            refine_near_parallel(x, y, c, f, self.degree)
         if self.depth > 1:
             f = arccos_layers(f if self.degree < 2 else f / 3.0, self.degree, self.depth - 1)
         return _scale(f, kxx, kyy, self.degree, self.depth)
 
+    def _block_inplace(self, x: torch.Tensor, y: torch.Tensor, same: bool,
+                       out: torch.Tensor | None) -> torch.Tensor:
+        """The tile without gradients: one GEMM of unit rows, then every layer's map in
+        place on the GEMM's output (two tile-sized buffers in all; three for degree 2).
+
+        The first layer's entries with ``|c| > 1 - 1e-6`` are redone with Kahan's
+        angle (:func:`refine_at`); on a diagonal tile the diagonal is exactly
+        ``k(x, x)``.
+        """
+        nx = _norms(x)
+        ny = nx if same else _norms(y)
+        kxx, kyy = nx * nx, ny * ny
+        xh = safe_div(x, nx[:, None])  # zero rows stay zero: c = 0, then scaled by 0
+        yh = xh if same else safe_div(y, ny[:, None])
+        c = torch.mm(xh, yh.T, out=out) if out is not None else xh @ yh.T
+        c.clamp_(-1.0, 1.0)
+        if same:
+            c.fill_diagonal_(1.0)
+        work = torch.empty_like(c)
+        near = arccos_fn_(c, self.degree, work, near_tol=1e-6)
+        refine_at(x, y, near, c, self.degree)
+        del near
+        for _ in range(self.depth - 1):
+            if self.degree == 2:
+                c.div_(3.0)
+            arccos_fn_(c, self.degree, work)
+        del work
+        if self.degree == 0:
+            c.mul_((kxx > 0).to(c.dtype)[:, None]).mul_((kyy > 0).to(c.dtype)[None, :])
+        elif self.degree == 1:
+            c.mul_(nx[:, None]).mul_(ny[None, :])
+        else:
+            c.mul_(_diag_at_layer(kxx, 2, self.depth - 1)[:, None])
+            c.mul_(_diag_at_layer(kyy, 2, self.depth - 1)[None, :])
+        if same:
+            c.diagonal().copy_(_diag_at_layer(kxx, self.degree, self.depth))
+        return c
+
     def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
+        """The tile, its transpose (symmetric Grams), one work buffer (two for degree 2),
+        the near-parallel mask (one byte an entry), unit rows and norms."""
         item = x.element_size()
-        return item * (5 * n_rows * n_cols + (n_rows + n_cols) * (x.shape[1] + 4))
+        tiles = 4 if self.degree == 2 else 3
+        return (item * tiles + 1) * n_rows * n_cols + item * (n_rows + n_cols) * (x.shape[1] + 4)
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
-        return _diag_at_layer(x.square().sum(1), self.degree, self.depth)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _diag_at_layer(x.square().sum(1), self.degree, self.depth)
+        norms = _norms(x)  # as in a Gram's diagonal tiles, so that the two agree exactly
+        return _diag_at_layer(norms * norms, self.degree, self.depth)

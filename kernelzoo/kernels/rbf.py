@@ -7,6 +7,7 @@ import torch
 from kernelzoo._validation import as_vectors
 from kernelzoo.kernels.base import Kernel, Param, check_positive
 from kernelzoo.kernels.functional.distance import neg_half_sq_distances
+from kernelzoo.ops.tiling import tiled_gram
 
 __all__ = ["RBF"]
 
@@ -34,13 +35,24 @@ class RBF(Kernel):
     def _prepare(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return as_vectors(x, name)
 
-    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
+        return tiled_gram(self._block, x, y, budget, self._block_bytes, into=True)
+
+    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+        """One tile; without gradients written into ``out`` (a contiguous buffer) if given."""
         scale = 1.0 / self.lengthscale
         xs = x * scale
         ys = xs if same else y * scale
         # v = -|x - y|^2 / 2 (exact near duplicates), then exp, in place without gradients
-        v = neg_half_sq_distances(xs, ys, same)
+        v = neg_half_sq_distances(xs, ys, same, out=out)
         return torch.exp(v) if v.requires_grad else v.exp_()
+
+    def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
+        """The tile and its transpose (symmetric Grams), the near-duplicate mask (one
+        byte an entry), scaled and augmented rows."""
+        item = x.element_size()
+        return (2 * item + 1) * n_rows * n_cols + 2 * item * (n_rows + n_cols) * (x.shape[1] + 2)
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)

@@ -8,21 +8,21 @@ itself only tiles on or above the diagonal are computed and mirrored.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["tiled_gram", "choose_tile", "tile_ranges"]
+__all__ = ["SYMMETRIC_TILE", "choose_tile", "symmetric_tile", "tile_ranges", "tiled_gram"]
 
 BlockFn = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
 BytesFn = Callable[[int, int, torch.Tensor], int]
 
-# Symmetric Grams gain from skipping the lower triangle only when there are
-# several tiles per side; below this many rows a tile is never split further.
-_MIN_SYMMETRIC_TILE = 512
+#: side of the square tiles of a symmetric Gram (when the budget allows): small
+#: enough to skip most of the lower triangle and to keep a tile in cache while
+#: its elementwise map runs, large enough for an efficient GEMM
+SYMMETRIC_TILE = 512
 
 
 def choose_tile(n_rows: int, n_cols: int, budget: int, block_bytes: Callable[[int, int], int]):
@@ -58,6 +58,16 @@ def tile_ranges(n: int, tile: int) -> list[tuple[int, int]]:
     return [(s, min(s + tile, n)) for s in range(0, n, tile)]
 
 
+def symmetric_tile(n: int, fit: int) -> int:
+    """Side of the square tiles of a Gram of ``n`` inputs with themselves.
+
+    At most ``fit`` (what the budget allows) and at most :data:`SYMMETRIC_TILE`,
+    so that most of the lower triangle is skipped and a tile's elementwise map
+    runs while its GEMM output is still in cache.
+    """
+    return max(1, min(fit, n, SYMMETRIC_TILE))
+
+
 def tiled_gram(
     block: BlockFn,
     x: torch.Tensor,
@@ -66,6 +76,7 @@ def tiled_gram(
     block_bytes: BytesFn,
     progress: bool | None = None,
     desc: str = "gram",
+    into: bool = False,
 ) -> torch.Tensor:
     """Evaluate ``block(x[rows], y[cols], same)`` over tiles into one ``(n, m)`` tensor.
 
@@ -73,19 +84,32 @@ def tiled_gram(
     ----------
     block : callable
         ``block(x_tile, y_tile, same) -> (len(x_tile), len(y_tile))``; ``same``
-        is True on diagonal tiles of a symmetric Gram (x_tile is y_tile).
+        is True on diagonal tiles of a symmetric Gram (x_tile is y_tile). With
+        ``into=True``: ``block(x_tile, y_tile, same, out)``, where ``out`` is a
+        contiguous ``(len(x_tile), len(y_tile))`` buffer the tile may be written
+        into (and returned), or None when gradients are needed.
     x, y : torch.Tensor
         Prepared inputs ``(n, ...)``, ``(m, ...)``; ``y=None`` for x with itself.
     budget : int
         Bytes of working memory allowed beyond the output.
     block_bytes : callable
-        ``block_bytes(n_rows, n_cols, x) -> bytes`` for one tile.
+        ``block_bytes(n_rows, n_cols, x) -> bytes`` for one tile: everything it
+        holds at once, the tiler's buffers included (one tile-sized buffer for
+        the tile, and for a symmetric Gram one for its transpose).
     progress : bool, optional
         Show a progress bar (default: when there are many tiles and stderr is a terminal).
+    into : bool
+        Whether ``block`` takes the ``out`` buffer (see above).
+
+    Without gradients the tile and its transpose live in two buffers allocated
+    once, so that no tile-sized memory is allocated per tile.
     """
     symmetric = y is None
     n = x.shape[0]
     m = n if symmetric else y.shape[0]
+    grad = torch.is_grad_enabled() and (
+        x.requires_grad or (y is not None and y.requires_grad)
+    )
 
     def cost(r: int, c: int) -> int:
         return block_bytes(r, c, x)
@@ -100,30 +124,69 @@ def tiled_gram(
         )
     out = torch.empty((n, m), dtype=x.dtype, device=x.device)
     if symmetric:
-        tile = min(tr, tc)
-        if n > _MIN_SYMMETRIC_TILE:
-            tile = min(tile, max(_MIN_SYMMETRIC_TILE, math.ceil(n / 4)))
-        ranges = tile_ranges(n, tile)
+        tr = tc = symmetric_tile(n, min(tr, tc))
+        ranges = tile_ranges(n, tr)
         jobs = [(a, b) for i, a in enumerate(ranges) for b in ranges[i:]]
     else:
         jobs = [(a, b) for a in tile_ranges(n, tr) for b in tile_ranges(m, tc)]
+    buffers = None if grad else _Buffers(tr, tc, out)
     show = progress if progress is not None else (len(jobs) >= 64)
     for (r0, r1), (c0, c1) in tqdm(jobs, desc=desc, disable=(not show) or None, leave=False):
-        if symmetric:
-            same = r0 == c0
-            tile_k = block(x[r0:r1], x[c0:c1], same)
-            # a transposed copy into a strided slice is slow; transpose into a
-            # contiguous buffer first (blocked kernel), then copy rows
-            if tile_k.requires_grad:
-                mirror = tile_k.T
-            else:
-                mirror = tile_k.T.contiguous()
+        same = symmetric and r0 == c0
+        yt = x[c0:c1] if symmetric else y[c0:c1]
+        if not into:
+            tile_k = block(x[r0:r1], yt, same)
+        elif buffers is None:
+            tile_k = block(x[r0:r1], yt, same, None)
+        elif not symmetric and c1 - c0 == m:  # whole rows: the output slice is contiguous
+            target = out[r0:r1]
+            tile_k = block(x[r0:r1], yt, same, target)
+            if tile_k is not target:
+                target.copy_(tile_k)
+            continue
+        else:
+            tile_k = block(x[r0:r1], yt, same, buffers.tile(r1 - r0, c1 - c0))
+        if not symmetric:
+            out[r0:r1, c0:c1] = tile_k
+        elif buffers is None or tile_k.requires_grad:  # autograd: out of place
+            mirror = tile_k.T
             if same:  # GEMMs are not exactly symmetric: make the diagonal tile so
-                tile_k = 0.5 * (tile_k + mirror)
-                out[r0:r1, c0:c1] = tile_k
+                out[r0:r1, c0:c1] = 0.5 * (tile_k + mirror)
             else:
                 out[r0:r1, c0:c1] = tile_k
                 out[c0:c1, r0:r1] = mirror
         else:
-            out[r0:r1, c0:c1] = block(x[r0:r1], y[c0:c1], False)
+            # a transposed copy into a strided slice is slow; transpose into a
+            # contiguous buffer first (blocked kernel), then copy rows
+            mirror = buffers.mirror(tile_k)
+            target = out[r0:r1, c0:c1]
+            if same:  # (a + b) / 2 is exactly symmetric
+                torch.add(tile_k, mirror, out=target).mul_(0.5)
+            else:
+                target.copy_(tile_k)
+                out[c0:c1, r0:r1] = mirror
     return out
+
+
+class _Buffers:
+    """The tile buffer and the transposed-tile buffer of a Gram, each allocated once, on
+    first use."""
+
+    def __init__(self, tr: int, tc: int, like: torch.Tensor) -> None:
+        self._size = tr * tc
+        self._opts = {"dtype": like.dtype, "device": like.device}
+        self._tile: torch.Tensor | None = None
+        self._mirror: torch.Tensor | None = None
+
+    def tile(self, r: int, c: int) -> torch.Tensor:
+        """A contiguous ``(r, c)`` view of the tile buffer."""
+        if self._tile is None:
+            self._tile = torch.empty(self._size, **self._opts)
+        return self._tile[: r * c].view(r, c)
+
+    def mirror(self, tile: torch.Tensor) -> torch.Tensor:
+        """``tile.T`` copied into the contiguous transposed-tile buffer."""
+        r, c = tile.shape
+        if self._mirror is None:
+            self._mirror = torch.empty(self._size, **self._opts)
+        return self._mirror[: r * c].view(c, r).copy_(tile.T)

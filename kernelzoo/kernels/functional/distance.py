@@ -17,13 +17,14 @@ __all__ = ["identical_rows", "neg_half_sq_distances", "refine_near_duplicates"]
 
 
 def refine_near_duplicates(
-    x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, bound: float
+    x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, bound: float | torch.Tensor
 ) -> None:
     """Recompute ``v = -|x_i - y_j|^2 / 2`` directly where the expanded form cancels.
 
     ``x.y - |x|^2/2 - |y|^2/2`` loses all digits when x and y nearly coincide
     far from the origin (scaled inputs, near-duplicates); entries with
     ``v >= -bound`` are redone as a sum of squared differences, in place.
+    ``bound`` may be a 0-dim tensor on ``v``'s device (no host round trip).
 
     Shape: ``x (n, d)``, ``y (m, d)``, ``v (n, m)``.
     """
@@ -38,38 +39,61 @@ def refine_near_duplicates(
 
 
 def neg_half_sq_distances(
-    x: torch.Tensor, y: torch.Tensor, same: bool, refine: float | None = None
+    x: torch.Tensor,
+    y: torch.Tensor,
+    same: bool,
+    refine: float | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``v[i, j] = -|x_i - y_j|^2 / 2`` (``<= 0``), exact zeros on the diagonal when ``same``.
 
     Without gradients: one GEMM of augmented rows ``[x, -|x|^2/2, 1]`` and
-    ``[y, 1, -|y|^2/2]``, clamped at 0, then the entries with
+    ``[y, 1, -|y|^2/2]`` (into ``out`` if given: a contiguous ``(n, m)``
+    buffer), clamped at 0, then the entries with
     ``|x - y|^2 <= refine * (max |x|^2 + max |y|^2)`` recomputed directly
     (:func:`refine_near_duplicates`; ``refine`` defaults to ``64 eps``, enough
     for kernels that are smooth in the squared distance; kernels of the
     distance itself, whose square root amplifies the error of small squared
     distances, pass a larger one). With gradients: the expanded form,
-    clamped, out of place (differentiable).
+    clamped, out of place (differentiable; ``out`` unused).
 
     Shape: ``x (n, d)``, ``y (m, d)`` (``y is x`` when ``same``) -> ``(n, m)``.
     """
-    sx = x.square().sum(1)
-    sy = sx if same else y.square().sum(1)
     if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
+        sx = x.square().sum(1)
+        sy = sx if same else y.square().sum(1)
         d2 = (sx[:, None] + sy[None, :] - 2.0 * x @ y.T).clamp_min(0.0)
         if same:
             d2 = d2 * (1 - torch.eye(len(x), dtype=x.dtype, device=x.device))
         return -0.5 * d2
-    ones_x, ones_y = sx.new_ones(len(sx), 1), sy.new_ones(len(sy), 1)
-    xa = torch.cat([x, -0.5 * sx[:, None], ones_x], dim=1)
-    ya = torch.cat([y, ones_y, -0.5 * sy[:, None]], dim=1)
-    v = (xa @ ya.T).clamp_max_(0.0)
+    xa = _augmented(x, "left")
+    ya = _augmented(x if same else y, "right")
+    v = torch.mm(xa, ya.T, out=out) if out is not None else xa @ ya.T
+    v.clamp_max_(0.0)
     if refine is None:
         refine = 64 * torch.finfo(x.dtype).eps
-    refine_near_duplicates(x, y, v, refine * 0.5 * float(sx.max() + sy.max()))
+    d = x.shape[1]
+    # refine * (max |x|^2 + max |y|^2) / 2, as a 0-dim tensor (no host round trip)
+    bound = -refine * (xa[:, d].min() + ya[:, d + 1].min())
+    refine_near_duplicates(x, y, v, bound)
     if same:
         v.fill_diagonal_(0.0)
     return v
+
+
+def _augmented(x: torch.Tensor, side: str) -> torch.Tensor:
+    """``[x, -|x|^2/2, 1]`` (left) or ``[x, 1, -|x|^2/2]`` (right), in one buffer.
+
+    Shape: ``(n, d)`` -> ``(n, d + 2)``.
+    """
+    n, d = x.shape
+    out = x.new_empty(n, d + 2)
+    out[:, :d] = x
+    half = torch.linalg.vector_norm(x, dim=1).square_().mul_(-0.5)
+    norm_col, one_col = (d, d + 1) if side == "left" else (d + 1, d)
+    out[:, norm_col] = half
+    out[:, one_col] = 1.0
+    return out
 
 
 def identical_rows(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
