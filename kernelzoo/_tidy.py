@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["budget_column"]
+__all__ = ["EXACT", "TIMING_METRICS", "budget_column"]
+
+#: The ``method`` of a row measured on an exact kernel (every other method is an
+#: approximation).
+EXACT = "exact"
+
+#: Metrics that measure time or memory: their values (like the ``seconds`` column) differ
+#: from run to run; every other value of ``results.csv`` is the same for the same command.
+TIMING_METRICS: frozenset[str] = frozenset({
+    "gram_seconds", "fit_seconds", "eval_seconds", "feature_seconds", "pairs_per_second",
+    "images_per_second", "peak_memory_bytes", "train_seconds", "predict_seconds",
+})
 
 
 def budget_column(budget: pd.Series) -> pd.Series:

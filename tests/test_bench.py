@@ -1,7 +1,10 @@
-"""Harnesses of kernelzoo.bench on tiny inputs: schema, Nyström nesting, stability,
-failing kernels, and hyperparameters chosen without the test split."""
+"""kernelzoo.bench on tiny plans: the fixed plan, the pool and its splits, the Gram cache,
+the harness framework, every harness, and two identical runs of ``kernelzoo compare``."""
 
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,43 +14,43 @@ import torch
 import kernelzoo as kz
 from kernelzoo.bench import (
     COLUMNS,
-    accuracy,
-    approximation,
+    EXACT,
+    TIMING_METRICS,
+    Harness,
+    RunContext,
     approximation_errors,
+    centered_kernel_alignment,
+    default_kernels,
     effective_dimension,
-    spectrum,
-    speed,
-    stability,
+    preset,
+    rkhs_relative_distance,
+    run_harnesses,
 )
 from kernelzoo.bench._common import KernelCase, PeakMemory, resolve_kernels
+from kernelzoo.bench.harnesses import HARNESSES, default_harnesses
+from kernelzoo.bench.pool import GramCache, load_pool
 from kernelzoo.kernels.rbf import RBF
 
 METADATA_KEYS = {"kernelzoo", "torch", "numpy", "python", "git_commit", "platform",
-                 "cpu_count", "device_name"}
+                 "cpu_count", "device_name", "plan"}
 
 
-@pytest.fixture(scope="module")
-def images():
-    """48 digit images (n, 1, 8, 8) in [0, 1] and their labels, read-only."""
-    from sklearn.datasets import load_digits
+def tiny_config(**changes):
+    """A plan of a few seconds: 40 training images, 2 splits, small budgets."""
+    base = dict(n_train=(20, 40), n_val=20, n_test=20, splits=2, seeds=(0,),
+                approximation_n=32, similarity_n=40, stability_n=6, speed_sizes=(8, 16),
+                approximation_budgets=(4, 8, 16), accuracy_budgets=(8,), speed_budget=4,
+                displacements=(0.25, 0.5), smoothness=(2.0,), shifts=(0, 1, 2), threads=1)
+    base.update(changes)
+    return preset("quick").replace(**base)
 
-    data = load_digits()
-    x = (data.images[:48, None] / 16.0).astype(np.float64)
-    x.setflags(write=False)
-    return x, data.target[:48]
 
-
-@pytest.fixture(scope="module")
-def splits():
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.images[:, None] / 16.0).astype(np.float32)
-    y = data.target
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(y))[:260]
-    x, y = x[order], y[order]
-    return x[:120], y[:120], x[120:180], y[120:180], x[180:], y[180:]
+def run_tiny(kernels, harnesses, **changes) -> tuple[dict[str, pd.DataFrame], RunContext]:
+    config = tiny_config(**changes)
+    pool = load_pool(config)
+    ctx = RunContext(config, pool, GramCache(pool.x), resolve_kernels(kernels),
+                     metadata={"plan": config.describe()})
+    return run_harnesses(ctx, [HARNESSES[name]() for name in harnesses]), ctx
 
 
 class _Exploding(RBF):
@@ -57,205 +60,286 @@ class _Exploding(RBF):
         raise RuntimeError("boom in _block")
 
 
-def _exploding_case() -> KernelCase:
-    return KernelCase("exploding", "rbf", _Exploding(lengthscale=2.0))
+# ---------------------------------------------------------------------------- the plan
+def test_presets_fix_every_size_and_hold_no_time_limit():
+    quick, standard, full = preset("quick"), preset("standard"), preset("full")
+    assert max(quick.sizes.n_train) == 1000 and quick.splits >= 3
+    assert quick.sizes.pool <= 1797  # the embedded digits
+    assert standard.splits > quick.splits and full.splits > standard.splits
+    assert max(standard.budgets.accuracy) > max(quick.budgets.accuracy)
+    assert all(p.time_cap is None for p in (quick, standard, full))
+    assert quick.search and quick.search[0].applies({"architecture": "conv"})
+    assert not quick.search[0].applies({"architecture": "fc"})
 
 
-def _check_schema(frame: pd.DataFrame) -> None:
+@pytest.mark.parametrize("change, option", [
+    ({"splits": 0}, "--splits"), ({"threads": 0}, "--threads"), ({"n_val": 3}, "--n-val"),
+    ({"seeds": ()}, "--seeds"), ({"time_cap": -1.0}, "--time-cap"),
+])
+def test_bad_plans_name_the_option(change, option):
+    with pytest.raises(ValueError, match=option):
+        preset("quick").replace(**change)
+
+
+def test_the_cli_reports_a_bad_option_in_one_line(capsys):
+    from kernelzoo.cli import main
+
+    assert main(["compare", "--splits", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--splits" in err and "Traceback" not in err
+    assert main(["compare", "--preset", "quick", "--n-train", "5"]) == 2
+    assert "--n-train" in capsys.readouterr().err
+
+
+def test_default_kernels_are_every_registry_family_with_its_variants():
+    specs = default_kernels()
+    families = {kz.registry.parse_spec(s)[0] for s in specs}
+    assert families == set(kz.available())
+    for family in kz.available():
+        variants = kz.registry.kernel_class(family).compare_variants
+        assert sum(kz.registry.parse_spec(s)[0] == family for s in specs) == len(variants)
+    assert "nngp(architecture='conv')" in specs and "ntk(architecture='conv')" in specs
+
+
+def test_bench_tests_no_family_name():
+    """Per-family knowledge is read from the kernel classes, never from name tests."""
+    bench = Path(__file__).resolve().parents[1] / "kernelzoo" / "bench"
+    names = set(kz.available())
+    found = []
+    for path in bench.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    if isinstance(side, ast.Constant) and side.value in names:
+                        found.append(f"{path.name}:{node.lineno}")
+    assert not found
+
+
+# ---------------------------------------------------------------------------- pool, cache
+def test_splits_redraw_disjoint_parts_of_one_pool():
+    config = tiny_config(splits=3)
+    pool, again = load_pool(config), load_pool(config)
+    assert len(pool) == 40 + 20 + 20 and torch.equal(pool.x, again.x)
+    for split, twin in zip(pool.splits, again.splits, strict=True):
+        parts = [split.train, split.val, split.test]
+        assert [len(p) for p in parts] == [40, 20, 20]
+        assert len(np.unique(np.concatenate(parts))) == len(pool)
+        assert all(np.array_equal(a, b) for a, b in zip(parts, [twin.train, twin.val,
+                                                               twin.test], strict=True))
+    assert not np.array_equal(pool.splits[0].test, pool.splits[1].test)
+
+
+def test_too_small_a_dataset_names_the_sizes():
+    with pytest.raises(ValueError, match="--n-train"):
+        load_pool(preset("quick").replace(n_train=(2000,), n_val=200, n_test=300))
+
+
+def test_the_nngp_comes_out_of_the_ntk_pass(monkeypatch):
+    from kernelzoo.kernels.infinite import InfiniteWidthKernel
+
+    calls = []
+    real = InfiniteWidthKernel.gram_nngp_ntk
+
+    def counted(self, X, Y=None, memory_budget=None):
+        calls.append(self.family)
+        return real(self, X, Y, memory_budget)
+
+    monkeypatch.setattr(InfiniteWidthKernel, "gram_nngp_ntk", counted)
+    x = torch.tensor(np.random.default_rng(0).random((6, 1, 5, 5)), dtype=torch.float64)
+    cache = GramCache(x)
+    nngp = kz.kernel("nngp(architecture='conv', depth=1)")
+    ntk = kz.kernel("ntk(architecture='conv', depth=1)")
+    k, t = cache.get(nngp), cache.get(ntk)
+    assert len(calls) == 1
+    torch.testing.assert_close(k, nngp.gram(x))
+    torch.testing.assert_close(t, ntk.gram(x))
+    cache.release(nngp)
+    assert ntk in cache  # kept until its other half is released too
+    cache.release(ntk)
+    assert nngp not in cache and ntk not in cache
+
+
+# ---------------------------------------------------------------------------- the driver
+def test_a_new_harness_is_one_class_and_its_failures_are_rows():
+    class Norms(Harness):
+        name = "norms"
+        metric = "mean_diag"
+
+        def run(self, ctx, case, method):
+            index = ctx.reference_split().train[:10]
+            value = float(ctx.gram(case, index).diagonal().mean())
+            return [ctx.row(self.name, case, method, self.metric, value, n=10)]
+
+    config = tiny_config()
+    pool = load_pool(config)
+    cases = resolve_kernels(["rbf", "rbf(bogus=1)"]) + [
+        KernelCase("exploding", "rbf", _Exploding(lengthscale=2.0))]
+    ctx = RunContext(config, pool, GramCache(pool.x), cases)
+    frame = run_harnesses(ctx, [Norms()])["norms"]
     assert list(frame.columns[: len(COLUMNS)]) == list(COLUMNS)
-    assert METADATA_KEYS <= set(frame.attrs["metadata"])
-    ok = frame[frame["error"] == ""]
-    assert len(ok) > 0
-    assert np.isfinite(ok["value"].to_numpy(dtype=float)).all()
+    assert frame.loc[frame["spec"] == "rbf", "value"].iloc[0] == pytest.approx(1.0)
+    assert "bogus" in frame.loc[frame["spec"] == "rbf(bogus=1)", "error"].iloc[0]
+    assert "boom" in frame.loc[frame["spec"] == "exploding", "error"].iloc[0]
 
 
-# ---------------------------------------------------------------------------- schema
-def test_every_harness_has_the_schema(images, splits):
-    x, _ = images
-    frames = [
-        approximation(["rbf(lengthscale=2.0)"], x, budgets=[4, 8], seeds=[0]),
-        stability(["arccos"], x[:6], shifts=(0, 1), displacements=(0.5,)),
-        spectrum(["rbf(lengthscale=2.0)"], x[:20]),
-        speed(["rbf(lengthscale=2.0)"], x, sizes=(8, 16), budget=4, repeats=1),
-        accuracy(["rbf(lengthscale=2.0)"], *splits, budgets=[8], n_train=[60, 120],
-                 methods=["exact", "nystrom"]),
-    ]
-    for frame in frames:
-        _check_schema(frame)
-    assert set(frames[0]["metric"]) >= {"rel_frobenius_error", "rel_spectral_error",
-                                        "rel_max_entry_error", "alignment", "fit_seconds",
-                                        "eval_seconds", "gram_seconds"}
-    assert set(frames[0]["method"]) == {"exact", "rff", "orf", "nystrom"}
-    assert set(frames[4]["metric"]) == {"test_accuracy", "val_accuracy", "lambda"}
-    assert sorted(frames[4].loc[frames[4]["method"] == "exact", "n"].unique()) == [60, 120]
-    assert {"transform", "magnitude", "tau_inf", "grad_tau_inf"} <= set(frames[1].columns)
+def test_harnesses_run_after_those_they_use():
+    assert list(HARNESSES)[0] == "accuracy" and "gp" not in default_harnesses()
+    for name, cls in HARNESSES.items():
+        assert all(HARNESSES[used].order < cls.order for used in cls.uses), name
 
 
+def test_a_time_cap_turns_what_is_left_into_skipped_rows():
+    frames, _ = run_tiny(["rbf", "arccos"], ["spectrum"], time_cap=1e-9)
+    frame = frames["spectrum"]
+    assert (frame["error"].str.startswith("skipped: --time-cap")).all()
+    assert set(frame["spec"]) == {"rbf", "arccos"}
+
+
+# ---------------------------------------------------------------------------- accuracy
+def test_every_kernel_sees_the_same_splits_and_sizes():
+    frames, ctx = run_tiny(["rbf", "arccos", "ntk"], ["accuracy"])
+    acc = frames["accuracy"]
+    assert (acc["error"] == "").all(), acc.loc[acc["error"] != "", "error"].tolist()
+    exact = acc[(acc["method"] == EXACT) & (acc["metric"] == "test_accuracy")]
+    keys = {spec: set(zip(g["split"], g["n"], strict=True)) for spec, g in exact.groupby("spec")}
+    assert len(set(map(frozenset, keys.values()))) == 1
+    assert next(iter(keys.values())) == {(s, n) for s in (0, 1) for n in (20, 40)}
+    approx = acc[(acc["method"] != EXACT) & (acc["metric"] == "test_accuracy")]
+    assert set(approx["split"]) == {0} and set(approx["n"]) == {40}
+    assert set(ctx.chosen) == {"rbf", "arccos", "ntk"}
+    assert "lengthscale" in ctx.chosen["rbf"] and set(ctx.chosen_by_split["rbf"]) == {0, 1}
+
+
+def test_test_labels_never_choose_anything():
+    """Scrambling the test labels of split 0 changes test accuracy only."""
+    config = tiny_config(splits=1, accuracy_budgets=(8,))
+    results = []
+    for scramble in (False, True):
+        pool = load_pool(config)
+        if scramble:
+            test = pool.splits[0].test
+            pool.y = pool.y.copy()
+            pool.y[test] = (pool.y[test] + 1) % 10
+        ctx = RunContext(config, pool, GramCache(pool.x), resolve_kernels(["rbf", "arccos"]))
+        results.append(run_harnesses(ctx, [HARNESSES["accuracy"]()])["accuracy"])
+    clean, scrambled = results
+    chosen = ["spec", "method", "split", "n", "budget", "seed", "params"]
+    for metric in ("val_accuracy", "lambda"):
+        a = clean[clean["metric"] == metric]
+        b = scrambled[scrambled["metric"] == metric]
+        pd.testing.assert_frame_equal(a[chosen + ["value"]].reset_index(drop=True),
+                                      b[chosen + ["value"]].reset_index(drop=True))
+    test_clean = clean.loc[clean["metric"] == "test_accuracy", "value"]
+    test_scrambled = scrambled.loc[scrambled["metric"] == "test_accuracy", "value"]
+    assert test_clean.mean() > 0.5 and test_scrambled.mean() < 0.2
+
+
+def test_compare_reports_what_validation_chose():
+    from kernelzoo.bench.compare import compare
+
+    frames = compare(["rbf"], harnesses=["accuracy"], n_train=40, n_val=20, n_test=20,
+                     splits=2, seeds=(0,), budgets=[8], dtype="float64", progress=False)
+    chosen = frames["accuracy"].attrs["chosen_hyperparameters"]["rbf"]
+    assert set(chosen) == {"lengthscale"}
+    assert METADATA_KEYS <= set(frames["accuracy"].attrs["metadata"])
+
+
+# ---------------------------------------------------------------------------- approximation
 def test_approximation_errors_of_identical_grams_are_zero():
     k = kz.kernel("rbf").gram(torch.randn(30, 4, dtype=torch.float64))
     errors = approximation_errors(k, k.clone())
     assert errors["rel_frobenius_error"] == 0 and errors["rel_max_entry_error"] == 0
     assert errors["rel_spectral_error"] == pytest.approx(0, abs=1e-12)
     assert errors["alignment"] == pytest.approx(1.0, abs=1e-12)
+    assert errors["cka"] == pytest.approx(1.0, abs=1e-12)
 
 
-def test_budgets_count_features(images):
-    x, _ = images
-    frame = approximation(["arccos"], x, budgets=[4, 16], seeds=[0], methods=["nystrom"])
+def test_nystrom_error_falls_along_nested_budgets():
+    frames, _ = run_tiny(["rbf", "arccos(depth=2)"], ["accuracy", "approximation"],
+                         approximation_budgets=(2, 4, 8, 16), seeds=(0, 1), dtype="float64")
+    frame = frames["approximation"]
+    assert set(frame["n"]) == {32}
     rows = frame[(frame["metric"] == "rel_frobenius_error") & (frame["method"] == "nystrom")]
-    assert rows["n_features"].tolist() == [4, 16]
-    assert rows["budget"].tolist() == [4, 16]
+    for _, group in rows.groupby(["spec", "seed"]):
+        errors = group.sort_values("budget")["value"].to_numpy()
+        assert len(errors) == 4 and np.all(np.diff(errors) <= 1e-9), errors
+    features = frame[(frame["metric"] == "cka") & (frame["method"] == "rff")]
+    assert features["n_features"].tolist() == [2, 2, 4, 4, 8, 8, 16, 16]
 
 
-# ---------------------------------------------------------------------------- Nyström nesting
-def test_nystrom_error_non_increasing_along_nested_budgets(images):
-    x, _ = images
-    budgets = [2, 4, 8, 16, 32, 48]
-    frame = approximation(["rbf(lengthscale=3.0)", "arccos(depth=2)"], x, budgets=budgets,
-                          seeds=[0, 1, 2], methods=["nystrom"], dtype=torch.float64)
-    for metric in ("rel_frobenius_error", "rel_spectral_error"):
-        rows = frame[(frame["metric"] == metric) & (frame["method"] == "nystrom")]
-        for _, group in rows.groupby(["spec", "seed"]):
-            errors = group.sort_values("budget")["value"].to_numpy()
-            assert len(errors) == len(budgets)
-            assert np.all(np.diff(errors) <= 1e-9), (metric, errors)
-            assert errors[-1] < 1e-6  # all 48 points as landmarks: exact
+# ---------------------------------------------------------------------------- similarity
+def test_cka_ignores_scale_and_offset_and_sees_unrelated_grams():
+    x = torch.randn(40, 5, dtype=torch.float64)
+    k = kz.kernel("rbf(lengthscale=2.0)").gram(x)
+    assert centered_kernel_alignment(k, 3.0 * k + 5.0) == pytest.approx(1.0, abs=1e-12)
+    noise = torch.randn(40, 40, dtype=torch.float64)
+    assert centered_kernel_alignment(k, noise @ noise.T) < 0.5
+
+
+def test_similarity_rows_pair_every_kernel_on_the_same_points():
+    frames, _ = run_tiny(["rbf", "arccos", "ntk"], ["accuracy", "similarity"])
+    frame = frames["similarity"]
+    assert set(frame["metric"]) == {"cka"} and set(frame["n"]) == {40}
+    assert len(frame) == 9 and "spec_other" in frame
+    matrix = frame.pivot_table(index="spec", columns="spec_other", values="value")
+    np.testing.assert_allclose(np.diag(matrix), 1.0, atol=1e-9)
+    np.testing.assert_allclose(matrix.to_numpy(), matrix.to_numpy().T, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------- stability
-def test_translation_distance_zero_at_zero_and_growing(images):
-    x, _ = images
-    frame = stability(["rbf(lengthscale=3.0)", "arccos(depth=2)"], x[:12],
-                      shifts=(0, 1, 2, 3), displacements=(0.5, 1.5), dtype=torch.float64)
-    rows = frame[(frame["metric"] == "relative_distance") & (frame["transform"] ==
-                                                             "translation")]
-    assert set(rows["spec"]) == {"pixels", "rbf(lengthscale=3.0)", "arccos(depth=2)"}
-    for spec, group in rows.groupby("spec"):
+def test_stability_checks_the_bound_on_non_expansive_ckns():
+    assert kz.kernel("ckn(sigma=1.0)").stability_assumptions()["holds"]
+    assert not kz.kernel("ckn(sigma=0.6)").stability_assumptions()["holds"]
+    assert kz.kernel("rbf").stability_assumptions() is None
+    frames, _ = run_tiny(["rbf", "ckn(filter_size=3, sigma=0.6)"], ["stability"],
+                         dtype="float64")
+    frame = frames["stability"]
+    assert (frame["error"] == "").all(), frame.loc[frame["error"] != "", "error"].tolist()
+    specs = set(frame["spec"])
+    assert {"pixels", "ckn(sigma=1.0, subsampling=[2, 4])"} <= specs
+    holds = frame[frame["metric"] == "bound_assumptions_hold"].set_index("spec")["value"]
+    assert holds["ckn(sigma=1.0, subsampling=[2, 2])"] == 1.0
+    assert holds["ckn(filter_size=3, sigma=0.6)"] == 0.0 and "rbf" not in holds
+    shifts = frame[(frame["metric"] == "relative_distance")
+                   & (frame["transform"] == "translation")]
+    for spec, group in shifts.groupby("spec"):
         distance = group.sort_values("magnitude")["value"].to_numpy()
-        assert distance[0] == pytest.approx(0.0, abs=1e-6), spec
-        # grows with t until the shifted digit no longer overlaps (then it saturates)
-        assert distance[1] > 0.05 and np.all(np.diff(distance[:3]) > 0), (spec, distance)
-        assert distance[3] >= 0.98 * distance[2], (spec, distance)
-    deformed = frame[(frame["metric"] == "relative_distance") & (frame["transform"] !=
-                                                                 "translation")]
-    for _, group in deformed.groupby("spec"):
-        ordered = group.sort_values("magnitude")
-        assert ordered["value"].is_monotonic_increasing
-        assert (ordered["tau_inf"].to_numpy() == pytest.approx([0.5, 1.5]))
-        assert (ordered["grad_tau_inf"] > 0).all()
+        assert distance[0] == pytest.approx(0.0, abs=1e-6) and distance[1] > 0.01, spec
+    exponent = frame[frame["metric"] == "growth_exponent"].set_index("spec")["value"]
+    assert 0.8 < exponent["pixels"] < 1.2  # bilinear warps: first order in the size
+    assert {"deformation_slope", "deformation_r2", "translation_slope"} <= set(frame["metric"])
 
 
-def test_rkhs_distance_never_nan_for_identical_inputs(images):
-    from kernelzoo.bench import rkhs_relative_distance
-
-    x = torch.tensor(images[0][:5])
+def test_rkhs_distance_never_nan_for_identical_inputs():
+    x = torch.rand(5, 1, 8, 8, dtype=torch.float64)
     ratio = rkhs_relative_distance(kz.kernel("arccos(depth=3)"), x, x.clone())
     assert torch.isfinite(ratio).all() and (ratio >= 0).all() and (ratio < 1e-3).all()
 
 
-# ---------------------------------------------------------------------------- failures
-def test_a_failing_kernel_is_reported_not_fatal(images, splits):
-    x, _ = images
-    kernels = ["rbf(bogus=1)", _exploding_case(), "arccos"]
-    frames = {
-        "approximation": approximation(kernels, x[:20], budgets=[4], seeds=[0]),
-        "stability": stability(kernels, x[:4], shifts=(0, 1), displacements=()),
-        "spectrum": spectrum(kernels, x[:10]),
-        "speed": speed(kernels, x[:16], sizes=(8,), budget=4, repeats=1),
-        "accuracy": accuracy(kernels, *splits, budgets=[8], n_train=[60],
-                             methods=["exact", "nystrom"]),
-    }
-    for name, frame in frames.items():
-        bad = frame[frame["spec"] == "rbf(bogus=1)"]
-        assert len(bad) >= 1 and bad["error"].str.contains("bogus").all(), name
-        assert bad["value"].isna().all()
-        boom = frame[(frame["spec"] == "exploding") & (frame["error"] != "")]
-        assert boom["error"].str.contains("boom").any(), name
-        good = frame[(frame["spec"] == "arccos") & (frame["error"] == "")]
-        assert len(good) > 0, name
-
-
-def test_resolve_kernels_keeps_the_family_of_a_broken_spec():
-    cases = resolve_kernels(["ckn(nonsense=[1, 2])", "nosuchfamily"])
-    assert [c.family for c in cases] == ["ckn", "nosuchfamily"]
-    assert all(not c.ok and c.error for c in cases)
-
-
-# ---------------------------------------------------------------------------- test split unseen
-def _chosen(frame: pd.DataFrame) -> pd.DataFrame:
-    rows = frame[frame["metric"].isin(["val_accuracy", "lambda"])]
-    return rows[["spec", "method", "budget", "seed", "n", "metric", "value", "params"]] \
-        .reset_index(drop=True)
-
-
-def test_hyperparameters_do_not_depend_on_the_test_split(splits):
-    x_tr, y_tr, x_va, y_va, x_te, y_te = splits
-    kernels = ["rbf", "arccos(depth=2)"]
-    kwargs = {"budgets": [16], "n_train": [60, 120], "methods": ["exact", "nystrom", "rff"]}
-    clean = accuracy(kernels, x_tr, y_tr, x_va, y_va, x_te, y_te, **kwargs)
-    rng = np.random.default_rng(1)
-    noisy_x = rng.random(x_te.shape).astype(np.float32)
-    noisy_y = rng.permutation(y_te)
-    corrupt = accuracy(kernels, x_tr, y_tr, x_va, y_va, noisy_x, noisy_y, **kwargs)
-    assert (clean["error"] == "").all(), clean.loc[clean["error"] != "", "error"].tolist()
-    # the rbf lengthscale and every lambda were searched, and chosen identically
-    assert clean["params"].str.contains("lengthscale=").any()
-    pd.testing.assert_frame_equal(_chosen(clean), _chosen(corrupt))
-    assert clean.attrs["chosen_hyperparameters"] == corrupt.attrs["chosen_hyperparameters"]
-    test_clean = clean[clean["metric"] == "test_accuracy"]["value"].to_numpy()
-    test_noisy = corrupt[corrupt["metric"] == "test_accuracy"]["value"].to_numpy()
-    assert test_clean.mean() > 0.6 and test_noisy.mean() < 0.4
-
-
-def test_test_labels_reach_only_the_final_scoring(splits, monkeypatch):
-    """A spy on the classifier helpers: the test labels never go into a fit."""
-    import kernelzoo.bench._accuracy as harness
-
-    x_tr, y_tr, x_va, y_va, x_te, y_te = splits
-    y_test = np.full_like(y_te, 99)  # a label that exists nowhere else
-    fitted_with = []
-    real_kernel, real_linear = harness.fit_kernel_ridge_classifier, harness.fit_ridge_classifier
-
-    def spy_kernel(*args, **kwargs):
-        fitted_with.extend([np.asarray(args[1]), np.asarray(args[3])])
-        return real_kernel(*args, **kwargs)
-
-    def spy_linear(*args, **kwargs):
-        fitted_with.extend([np.asarray(args[1]), np.asarray(args[3])])
-        return real_linear(*args, **kwargs)
-
-    monkeypatch.setattr(harness, "fit_kernel_ridge_classifier", spy_kernel)
-    monkeypatch.setattr(harness, "fit_ridge_classifier", spy_linear)
-    frame = accuracy(["arccos"], x_tr, y_tr, x_va, y_va, x_te, y_test, budgets=[8],
-                     n_train=[60])
-    assert fitted_with and not any((labels == 99).any() for labels in fitted_with)
-    assert (frame.loc[frame["metric"] == "test_accuracy", "value"] == 0).all()
-
-
 # ---------------------------------------------------------------------------- spectrum, speed
-def test_spectrum_eigenvalues_and_effective_dimension(images):
-    x, _ = images
-    frame = spectrum(["arccos(depth=2)"], x[:30], chosen_lambdas={"arccos(depth=2)": 1e-3},
-                     dtype=torch.float64)
+def test_spectrum_eigenvalues_and_effective_dimension():
+    frames, ctx = run_tiny(["arccos(depth=2)"], ["accuracy", "spectrum"], dtype="float64")
+    frame = frames["spectrum"]
     eig = frame[frame["metric"] == "eigenvalue"].sort_values("index")["value"].to_numpy()
-    gram = kz.kernel("arccos(depth=2)").gram(torch.tensor(x[:30]))
-    assert len(eig) == 30 and np.all(np.diff(eig) <= 1e-12)
-    assert eig.sum() == pytest.approx(float(gram.trace()) / 30, rel=1e-9)
+    index = ctx.reference_split().train[:40]
+    gram = kz.kernel("arccos(depth=2)").gram(ctx.pool.x[index])
+    assert len(eig) == 40 and np.all(np.diff(eig) <= 1e-12)
+    assert eig.sum() == pytest.approx(float(gram.trace()) / 40, rel=1e-9)
     deff = frame[frame["metric"] == "effective_dimension"].sort_values("lam")["value"]
-    assert deff.is_monotonic_decreasing and (deff > 0).all() and (deff <= 30).all()
+    assert deff.is_monotonic_decreasing and (deff > 0).all() and (deff <= 40).all()
     chosen = frame[frame["metric"] == "effective_dimension_chosen"]["value"].iloc[0]
-    assert chosen == pytest.approx(effective_dimension(torch.tensor(eig), 1e-3))
+    lam = ctx.lambdas["arccos(depth=2)"]
+    assert chosen == pytest.approx(effective_dimension(torch.tensor(eig), lam))
 
 
-def test_speed_reports_throughput_and_memory(images):
-    x, y = images
-    frame = speed(["arccos"], x, sizes=(16, 32), budget=8, y=y, repeats=2)
-    ok = frame[frame["error"] == ""]
-    pairs = ok[(ok["method"] == "exact") & (ok["metric"] == "pairs_per_second")]
-    assert sorted(pairs["n"]) == [16, 32] and (pairs["value"] > 0).all()
-    images_per_s = ok[ok["metric"] == "images_per_second"]
-    assert set(images_per_s["method"]) == {"random-features", "nystrom"}
-    assert "peak_memory_bytes" in set(ok["metric"])
+def test_speed_reports_throughput_and_memory():
+    frames, _ = run_tiny(["arccos"], ["speed"])
+    ok = frames["speed"][frames["speed"]["error"] == ""]
+    pairs = ok[(ok["method"] == EXACT) & (ok["metric"] == "pairs_per_second")]
+    assert sorted(pairs["n"]) == [8, 16] and (pairs["value"] > 0).all()
+    assert set(ok.loc[ok["metric"] == "images_per_second", "method"]) == {
+        "random-features", "nystrom"}
+    assert set(ok["metric"]) <= TIMING_METRICS
 
 
 def test_peak_memory_sees_a_large_allocation():
@@ -266,3 +350,39 @@ def test_peak_memory_sees_a_large_allocation():
     if not np.isfinite(memory.bytes):
         pytest.skip("no /proc/self/status on this platform")
     assert memory.bytes >= 32 * 2**20
+
+
+def test_resolve_kernels_keeps_the_family_of_a_broken_spec():
+    cases = resolve_kernels(["ckn(nonsense=[1, 2])", "nosuchfamily"])
+    assert [c.family for c in cases] == ["ckn", "nosuchfamily"]
+    assert all(not c.ok and c.error for c in cases)
+
+
+# ---------------------------------------------------------------------------- same command twice
+TINY_COMMAND = ["compare", "--n-train", "40", "--n-val", "20", "--n-test", "20",
+                "--splits", "2", "--seeds", "0", "--budgets", "4,8", "--accuracy-budgets", "8",
+                "--threads", "1", "--family", "rbf", "--family", "arccos",
+                "--family", "ckn(filter_size=3)",
+                "--family", "ntk(architecture='conv', depth=1)", "--no-progress"]
+
+
+def _science(folder: Path) -> pd.DataFrame:
+    """results.csv without what measures time or memory."""
+    frame = pd.read_csv(folder / "results.csv", keep_default_na=False, dtype=str)
+    frame = frame[~frame["metric"].isin(TIMING_METRICS)].drop(columns=["seconds"])
+    return frame.reset_index(drop=True)
+
+
+def test_the_same_command_twice_gives_the_same_results(tmp_path, capsys):
+    from kernelzoo.cli import main
+
+    for name in ("first", "second"):
+        assert main([*TINY_COMMAND, "--out", str(tmp_path / name)]) == 0
+    capsys.readouterr()
+    first, second = _science(tmp_path / "first"), _science(tmp_path / "second")
+    assert len(first) > 500  # every harness but speed, whose values are all timings
+    assert set(first["harness"]) == set(default_harnesses()) - {"speed"}
+    pd.testing.assert_frame_equal(first, second)
+    raw = pd.read_csv(tmp_path / "first" / "results.csv")
+    assert {"split", "seed"} <= set(raw.columns)
+    assert set(raw.loc[raw["harness"] == "accuracy", "split"].dropna()) == {0, 1}

@@ -24,11 +24,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kernelzoo._tidy import EXACT, TIMING_METRICS, budget_column
 from kernelzoo._version import __version__
-from kernelzoo._tidy import budget_column
 
 __all__ = [
     "COLUMNS",
+    "EXACT",
+    "TIMING_METRICS",
     "KernelCase",
     "PeakMemory",
     "Progress",
@@ -42,11 +44,14 @@ __all__ = [
     "to_frame",
 ]
 
-#: Columns every harness row has, in this order.
+#: Columns every harness row has, in this order. ``seed`` is the draw of an
+#: approximation, ``split`` the random train/validation/test split (its index is its seed).
 COLUMNS: tuple[str, ...] = (
-    "harness", "family", "spec", "method", "budget", "n_features", "seed", "dataset", "n",
-    "metric", "value", "device", "dtype", "seconds", "error",
+    "harness", "family", "spec", "method", "budget", "n_features", "seed", "split", "dataset",
+    "n", "metric", "value", "device", "dtype", "seconds", "error",
 )  # fmt: skip
+# ``EXACT`` (the method of exact kernels) and ``TIMING_METRICS`` (metrics whose values
+# change from run to run) live in kernelzoo._tidy, shared with the reports.
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -112,8 +117,8 @@ def resolve_kernels(kernels: Iterable[Any]) -> list[KernelCase]:
 
 
 def methods_of(case: KernelCase, methods: Sequence[str] | None = None) -> list[str]:
-    """``"exact"`` then the kernel's approximation methods (filtered by ``methods``)."""
-    found = ["exact", *getattr(case.kernel, "approximations", ())]
+    """:data:`EXACT` then the kernel's approximation methods (filtered by ``methods``)."""
+    found = [EXACT, *getattr(case.kernel, "approximations", ())]
     if methods is None:
         return found
     return [m for m in found if m in methods]
@@ -133,50 +138,22 @@ def make_approximation(kernel: Any, method: str, budget: Any, seed: int) -> Any:
     return kernel.approximate(method, budget=budget, seed=int(seed), **options)
 
 
-class TimeLimit:
-    """Seconds spent per key (e.g. one approximation method) against a limit (None: none)."""
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self.spent: dict[Any, float] = {}
-
-    def add(self, key: Any, seconds: float) -> None:
-        self.spent[key] = self.spent.get(key, 0.0) + seconds
-
-    def exceeded(self, key: Any) -> bool:
-        return self.seconds is not None and self.spent.get(key, 0.0) > self.seconds
-
-    def message(self, key: Any) -> str:
-        return (
-            f"skipped: {self.spent.get(key, 0.0):.0f} s spent on this method, over its "
-            f"limit of {self.seconds:g} s"
-        )
-
-
 # ---------------------------------------------------------------------------- rows
 def _dtype_name(dtype: torch.dtype | str) -> str:
     return str(dtype).replace("torch.", "")
 
 
 def make_row(
-    harness: str,
-    case: KernelCase,
-    method: str,
-    metric: str,
-    value: float,
-    *,
-    budget: Any = None,
-    n_features: Any = None,
-    seed: Any = None,
-    dataset: str = "",
-    n: Any = None,
-    device: Any = "cpu",
-    dtype: Any = torch.float32,
-    seconds: float = float("nan"),
-    error: str = "",
-    **extra: Any,
+    harness: str, case: KernelCase, method: str, metric: str, value: Any, **fields: Any
 ) -> dict[str, Any]:
-    """One tidy row; ``extra`` holds the harness-specific columns."""
+    """One tidy row of :data:`COLUMNS` (missing ones empty); other ``fields`` are the
+    harness-specific columns.
+
+    ``fields`` may set ``budget`` (an int, or a per-layer list written as ``[a, b]``),
+    ``n_features``, ``seed``, ``split``, ``dataset``, ``n``, ``device``, ``dtype``
+    (default ``cpu`` / ``float32``), ``seconds`` (default NaN) and ``error``.
+    """
+    budget = fields.pop("budget", None)
     if isinstance(budget, (list, tuple)):
         budget = "[" + ", ".join(str(b) for b in budget) + "]"
     row = {
@@ -185,18 +162,19 @@ def make_row(
         "spec": case.spec,
         "method": method,
         "budget": budget,
-        "n_features": n_features,
-        "seed": seed,
-        "dataset": dataset,
-        "n": n,
+        "n_features": fields.pop("n_features", None),
+        "seed": fields.pop("seed", None),
+        "split": fields.pop("split", None),
+        "dataset": fields.pop("dataset", ""),
+        "n": fields.pop("n", None),
         "metric": metric,
         "value": float(value) if value is not None else float("nan"),
-        "device": str(device),
-        "dtype": _dtype_name(dtype),
-        "seconds": float(seconds),
-        "error": error,
+        "device": str(fields.pop("device", "cpu")),
+        "dtype": _dtype_name(fields.pop("dtype", torch.float32)),
+        "seconds": float(fields.pop("seconds", float("nan"))),
+        "error": fields.pop("error", ""),
     }
-    row.update(extra)
+    row.update(fields)
     return row
 
 
@@ -216,7 +194,7 @@ def to_frame(
     columns = list(COLUMNS) + [c for c in extra_columns if c not in COLUMNS]
     frame = pd.DataFrame(rows, columns=columns)
     # budgets are ints for most methods and per-layer lists for some: keep them as objects
-    for col in ("n", "seed", "n_features"):
+    for col in ("n", "seed", "split", "n_features"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     frame["budget"] = budget_column(frame["budget"])
     frame["error"] = frame["error"].fillna("")

@@ -143,6 +143,9 @@ class Kernel:
     approximations: ClassVar[tuple[str, ...]] = ("nystrom",)
     is_stationary: ClassVar[bool] = False
     compare_variants: ClassVar[tuple[dict[str, Any], ...]] = ({},)
+    #: parameter overrides that ``kernelzoo compare``'s stability harness adds beside the
+    #: kernel (e.g. other poolings); none by default
+    stability_variants: ClassVar[tuple[dict[str, Any], ...]] = ()
     #: vector kernels flatten images; conv kernels need image structure (families
     #: whose layout depends on a parameter override this with a property)
     is_conv: bool = False
@@ -165,6 +168,17 @@ class Kernel:
         self._check_params()
 
     # ------------------------------------------------------------------ params
+    def stability_assumptions(self) -> dict[str, Any] | None:
+        """Whether Bietti and Mairal's deformation-stability bound applies to this kernel.
+
+        None when the bound is not stated for the family (the default). Otherwise a
+        dict with ``holds`` (bool: every assumption the kernel can check holds),
+        ``conditions`` (a short text: what was checked, with the values) and
+        ``last_pooling`` (the scale of the last pooling, which the translation term
+        of the bound divides by).
+        """
+        return None
+
     @classmethod
     def search_space(cls) -> dict[str, Param]:
         """The parameters searched on a validation split (those with ``Param.search``)."""

@@ -125,6 +125,15 @@ class _Stats:
     diag: torch.Tensor  # (n,)
 
 
+#: kappa'(1) of each dot-product function (given sigma, used by ``exp`` only)
+_KAPPA_SLOPE_AT_ONE = {
+    "exp": lambda sigma: 1.0 / (sigma * sigma),
+    "arccos0": lambda sigma: math.inf,
+    "arccos1": lambda sigma: 1.0,
+    "poly2": lambda sigma: 2.0,
+}
+
+
 class CKN(Kernel):
     """Exact multilayer convolutional kernel network kernel.
 
@@ -165,6 +174,28 @@ class CKN(Kernel):
     )
     approximations = ("layerwise", "supervised", "nystrom")
     is_conv = True
+    #: non-expansive CKNs (``sigma=1``: kappa'(1) = 1) whose last pooling grows, for the
+    #: stability harness: the bound's translation term falls as the last pooling grows
+    stability_variants = (
+        {"sigma": 1.0, "subsampling": [2, 1]},
+        {"sigma": 1.0, "subsampling": [2, 2]},
+        {"sigma": 1.0, "subsampling": [2, 4]},
+    )
+
+    def stability_assumptions(self) -> dict[str, Any]:
+        """Bietti and Mairal's bound assumes kappa(1) = 1 and kappa'(1) <= 1 at every layer.
+
+        Every kappa here has kappa(1) = 1; kappa'(1) is ``1 / sigma^2`` for ``exp``,
+        1 for ``arccos1``, 2 for ``poly2`` and infinite for ``arccos0``. (The patch
+        size should also be comparable to the previous pooling scale; not checked.)
+        """
+        slopes = [_KAPPA_SLOPE_AT_ONE[k](s) for k, s in zip(self.kappa, self.sigma, strict=True)]
+        text = ", ".join(f"{s:.3g}" for s in slopes)
+        return {
+            "holds": all(s <= 1.0 + 1e-12 for s in slopes),
+            "conditions": f"kappa(1) = 1; kappa'(1) per layer = [{text}] (needs <= 1)",
+            "last_pooling": int(self.subsampling[-1]),
+        }
 
     # ------------------------------------------------------------------ params
     def _check_params(self) -> None:

@@ -19,18 +19,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import LogLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter
+
+from kernelzoo._tidy import EXACT
 
 __all__ = [
     "plot_accuracy",
     "plot_accuracy_vs_n",
     "plot_approximation_error",
+    "plot_similarity",
     "plot_spectrum",
     "plot_speed",
     "plot_stability",
 ]
 
 _DPI = 110
+_LINESTYLES = ("-", "--", ":", "-.")
+_LINESTYLE_NAMES = ("solid", "dashed", "dotted", "dash-dot")
 
 
 def _label_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
@@ -83,7 +88,7 @@ def _tidy_log_axes(fig: Any) -> None:
     """Log axes: labels on the decades only (minor labels overlap on short ranges)."""
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
-            if scale == "log":
+            if scale == "log" and not isinstance(axis.get_major_locator(), FixedLocator):
                 axis.set_major_locator(LogLocator(base=10, numticks=12))
                 axis.set_minor_formatter(NullFormatter())
 
@@ -118,7 +123,7 @@ def plot_approximation_error(frame: pd.DataFrame, path: str | os.PathLike,
     between the smallest and largest seed; log-log axes.
     """
     part = _numeric_budget(_ok(frame, "approximation", metric))
-    part = part[part["method"] != "exact"]
+    part = part[part["method"] != EXACT]
     if part.empty:
         return None
     specs = _order(part["spec"])
@@ -162,14 +167,14 @@ def plot_accuracy(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
     fig, axes = _grid(len(specs))
     for ax, spec in zip(axes, specs, strict=True):
         rows = part[part["spec"] == spec]
-        approx = _numeric_budget(rows[rows["method"] != "exact"])
+        approx = _numeric_budget(rows[rows["method"] != EXACT])
         if not approx.empty:
             approx = approx[approx["n"] == approx["n"].max()]
             for method in _order(approx["method"]):
                 stats = approx[approx["method"] == method].groupby("budget_value")["value"].mean()
                 ax.plot(stats.index, stats.to_numpy(), marker="o", ms=3, label=method)
             ax.set_xscale("log")
-        exact = rows[rows["method"] == "exact"]
+        exact = rows[rows["method"] == EXACT]
         if not exact.empty:
             top = exact[exact["n"] == exact["n"].max()]
             ax.axhline(top["value"].mean(), color="k", ls="--", lw=1,
@@ -185,47 +190,59 @@ def plot_accuracy(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
 
 
 def plot_accuracy_vs_n(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
-    """Exact kernels' test accuracy against the number of training examples."""
+    """Exact kernels' test accuracy against n_train: mean over splits, bars ± one std."""
     part = _ok(frame, "accuracy", "test_accuracy")
-    part = part[part["method"] == "exact"]
+    part = part[part["method"] == EXACT]
     if part.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for spec in _order(part["spec"]):
-        stats = part[part["spec"] == spec].groupby("n")["value"].mean()
-        ax.plot(stats.index.astype(float), stats.to_numpy(), marker="o", ms=3,
-                label=_short(spec, 45))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    specs = _order(part["spec"])
+    for spec, color in zip(specs, _colors(len(specs)), strict=True):
+        stats = part[part["spec"] == spec].groupby("n")["value"].agg(["mean", "std"])
+        ax.errorbar(stats.index.astype(float), stats["mean"], yerr=stats["std"].fillna(0),
+                    marker="o", ms=3, capsize=3, color=color, label=_short(spec, 45))
     ax.set_xscale("log")
-    _label_axes(ax, "training examples n_train", "test accuracy (exact kernel ridge)",
-                "Test accuracy against n_train")
+    sizes = sorted(float(n) for n in part["n"].dropna().unique())
+    ax.set_xticks(sizes, [str(int(n)) for n in sizes])
+    ax.minorticks_off()
+    splits = part["split"].nunique()
+    _label_axes(ax, "training examples n_train (shared by every kernel)",
+                "test accuracy (exact kernel ridge)",
+                f"Test accuracy against n_train (mean ± std over {splits} splits)")
     return _save(fig, path)
 
 
 def plot_stability(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
-    """Relative distance ‖Φ(x)−Φ(L_τx)‖/‖Φ(x)‖ against translation and deformation size."""
+    """Relative distance ‖Φ(x)−Φ(L_τx)‖/‖Φ(x)‖ against the shift and against ‖∇τ‖∞."""
     part = _ok(frame, "stability", "relative_distance")
     if part.empty:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(18, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8))
     translation = part[part["transform"] == "translation"]
     deformation = part[part["transform"] != "translation"]
-    panels = [
-        (axes[0], translation, "magnitude", "translation t (pixels)"),
-        (axes[1], deformation, "tau_inf", "deformation ‖τ‖∞ (pixels)"),
-        (axes[2], deformation, "grad_tau_inf", "deformation ‖∇τ‖∞ (dimensionless)"),
-    ]
     specs = [s for s in _order(part["spec"]) if s != "pixels"]
     color = dict(zip(specs, _colors(len(specs)), strict=True))
-    for ax, rows, x_col, label in panels:
-        for spec in ["pixels", *specs]:
-            sub = rows[rows["spec"] == spec].sort_values(x_col)
-            if sub.empty:
-                continue
-            style = ({"color": "k", "ls": "--", "lw": 2} if spec == "pixels"
-                     else {"color": color[spec]})
-            ax.plot(sub[x_col].astype(float), sub["value"], marker="o", ms=3,
-                    label=_short(spec, 45), **style)
-        ax.set_xlabel(label)
+    for spec in ["pixels", *specs]:
+        style = ({"color": "k", "ls": "--", "lw": 2} if spec == "pixels"
+                 else {"color": color[spec]})
+        sub = translation[translation["spec"] == spec].sort_values("magnitude")
+        if not sub.empty:
+            axes[0].plot(sub["magnitude"].astype(float), sub["value"], marker="o", ms=3,
+                         label=_short(spec, 45), **style)
+        sub = deformation[deformation["spec"] == spec]
+        smooth = sub["smoothness"] if "smoothness" in sub else pd.Series(0.0, sub.index)
+        for k, (_, family) in enumerate(sub.groupby(smooth.fillna(0.0), sort=True)):
+            family = family.sort_values("grad_tau_inf")
+            axes[1].plot(family["grad_tau_inf"].astype(float), family["value"], marker="o",
+                         ms=3, **{**style, "ls": _LINESTYLES[k % len(_LINESTYLES)]})
+    axes[0].set_xlabel("translation t (pixels)")
+    smooth_values = sorted(deformation["smoothness"].dropna().unique()) \
+        if "smoothness" in deformation else []
+    styles = ", ".join(f"{_LINESTYLE_NAMES[k % 4]} {v:g} px" for k, v in
+                       enumerate(smooth_values))
+    axes[1].set_xlabel("deformation ‖∇τ‖∞ (mean over images; dimensionless)"
+                       + (f"; field smoothness: {styles}" if styles else ""), fontsize=8)
+    for ax in axes:
         ax.set_ylabel("‖Φ(x) − Φ(L_τ x)‖ / ‖Φ(x)‖ (mean over images)", fontsize=8)
         ax.grid(True, alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -234,6 +251,27 @@ def plot_stability(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
     fig.suptitle(f"Stability: relative RKHS distance to transformed images (n={n} images; "
                  "pixels: Euclidean)", fontsize=10)
     return _save(fig, path, legend_outside=True)
+
+
+def plot_similarity(matrix: pd.DataFrame, path: str | os.PathLike) -> str | None:
+    """Heat map of a square CKA table (kernels against kernels), values written in."""
+    if matrix is None or matrix.empty:
+        return None
+    values = matrix.to_numpy(dtype=float)
+    size = 1.0 + 0.75 * len(matrix)
+    fig, ax = plt.subplots(figsize=(size + 2.5, size))
+    image = ax.imshow(values, cmap="viridis", vmin=min(0.0, np.nanmin(values)), vmax=1.0)
+    labels = [_short(str(s), 30) for s in matrix.index]
+    ax.set_xticks(range(len(matrix.columns)), [_short(str(s), 30) for s in matrix.columns],
+                  rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(matrix.index)), labels, fontsize=8)
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if value < 0.6 else "black")
+    fig.colorbar(image, ax=ax, label="CKA (1: equal up to scale)")
+    ax.set_title("Centred kernel alignment between exact Grams", fontsize=10)
+    return _save(fig, path)
 
 
 def plot_spectrum(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:

@@ -15,17 +15,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kernelzoo._tidy import EXACT
+
 __all__ = [
-    "accuracy_table",
-    "accuracy_vs_n_table",
+    "EXACT",
+    "budget_key",
+    "kernel_order",
+    "method_label",
+    "select",
     "approximation_table",
     "errors_table",
     "format_number",
     "generic_table",
-    "headline_table",
     "spectrum_table",
     "speed_table",
-    "stability_table",
     "to_markdown",
 ]
 
@@ -73,7 +76,7 @@ def to_markdown(frame: pd.DataFrame, index: bool = True, digits: int = 3) -> str
     return "\n".join(lines) + "\n"
 
 
-def _select(frame: pd.DataFrame, harness: str, metric: str | Sequence[str] | None = None,
+def select(frame: pd.DataFrame, harness: str, metric: str | Sequence[str] | None = None,
             ok: bool = True) -> pd.DataFrame:
     if frame is None or frame.empty:
         return pd.DataFrame(columns=getattr(frame, "columns", []))
@@ -86,16 +89,16 @@ def _select(frame: pd.DataFrame, harness: str, metric: str | Sequence[str] | Non
     return part
 
 
-def _kernel_order(frame: pd.DataFrame) -> list[str]:
+def kernel_order(frame: pd.DataFrame) -> list[str]:
     """Specs in order of first appearance (the order the run asked for)."""
     return list(dict.fromkeys(frame["spec"].tolist()))
 
 
-def _label(spec: str, method: str) -> str:
-    return spec if method == "exact" else f"{spec} / {method}"
+def method_label(spec: str, method: str) -> str:
+    return spec if method == EXACT else f"{spec} / {method}"
 
 
-def _budget_key(value: Any) -> tuple[int, float, str]:
+def budget_key(value: Any) -> tuple[int, float, str]:
     try:
         return (0, float(value), "")
     except (TypeError, ValueError):
@@ -105,83 +108,29 @@ def _budget_key(value: Any) -> tuple[int, float, str]:
 def approximation_table(frame: pd.DataFrame, metric: str = "rel_frobenius_error"
                         ) -> pd.DataFrame:
     """Median over seeds of ``metric``; rows kernel / method, columns budgets."""
-    part = _select(frame, "approximation", metric)
-    part = part[part["method"] != "exact"]
+    part = select(frame, "approximation", metric)
+    part = part[part["method"] != EXACT]
     if part.empty:
         return pd.DataFrame()
-    part = part.assign(kernel=[_label(s, m) for s, m in zip(part["spec"], part["method"],
+    part = part.assign(kernel=[method_label(s, m) for s, m in zip(part["spec"], part["method"],
                                                              strict=True)])
     table = part.pivot_table(index="kernel", columns="budget", values="value", aggfunc="median")
-    order = [_label(s, m) for s, m in
+    order = [method_label(s, m) for s, m in
              dict.fromkeys(zip(part["spec"], part["method"], strict=True))]
     table = table.reindex(order)
-    table = table[sorted(table.columns, key=_budget_key)]
+    table = table[sorted(table.columns, key=budget_key)]
     table.columns = [f"budget {c}" for c in table.columns]
-    return table
-
-
-def accuracy_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy at each kernel's largest n_train: rows kernel, columns exact and budgets."""
-    part = _select(frame, "accuracy", "test_accuracy")
-    if part.empty:
-        return pd.DataFrame()
-    records = []
-    for spec in _kernel_order(part):
-        rows = part[part["spec"] == spec]
-        n_max = rows["n"].max()
-        at_n = rows[rows["n"] == n_max]
-        for method in dict.fromkeys(at_n["method"]):
-            sub = at_n[at_n["method"] == method]
-            record = {"kernel": spec, "method": method, "n_train": int(n_max)}
-            if method == "exact":
-                record["exact"] = sub["value"].mean()
-            else:
-                for budget, group in sub.groupby("budget", sort=False):
-                    record[f"budget {budget}"] = group["value"].mean()
-            records.append(record)
-    table = pd.DataFrame.from_records(records).set_index(["kernel", "method"])
-    budget_cols = sorted((c for c in table.columns if c.startswith("budget ")),
-                         key=lambda c: _budget_key(c.split(" ", 1)[1]))
-    return table[["n_train"] + (["exact"] if "exact" in table else []) + budget_cols]
-
-
-def accuracy_vs_n_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Exact kernels' test accuracy: rows kernel, columns n_train."""
-    part = _select(frame, "accuracy", "test_accuracy")
-    part = part[part["method"] == "exact"]
-    if part.empty:
-        return pd.DataFrame()
-    table = part.pivot_table(index="spec", columns="n", values="value", aggfunc="mean")
-    table = table.reindex(_kernel_order(part))
-    table.columns = [f"n={c}" for c in table.columns]
-    table.index.name = "kernel"
-    return table
-
-
-def stability_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean relative distance: rows kernel (and pixels), columns transformations."""
-    part = _select(frame, "stability", "relative_distance")
-    if part.empty:
-        return pd.DataFrame()
-    part = part.assign(column=[
-        f"shift {m:g}px" if t == "translation" else f"deform {m:g}px"
-        for t, m in zip(part["transform"], part["magnitude"], strict=True)
-    ])
-    table = part.pivot_table(index="spec", columns="column", values="value", aggfunc="mean")
-    columns = list(dict.fromkeys(part["column"]))
-    table = table.reindex(index=_kernel_order(part), columns=columns)
-    table.index.name = "kernel"
     return table
 
 
 def spectrum_table(frame: pd.DataFrame, indices: Sequence[int] = (10, 50)) -> pd.DataFrame:
     """Eigenvalue ratios ``mu_i / mu_1`` and d_eff: rows kernel."""
-    eig = _select(frame, "spectrum", "eigenvalue")
-    deff = _select(frame, "spectrum", ("effective_dimension", "effective_dimension_chosen"))
+    eig = select(frame, "spectrum", "eigenvalue")
+    deff = select(frame, "spectrum", ("effective_dimension", "effective_dimension_chosen"))
     if eig.empty:
         return pd.DataFrame()
     records = []
-    for spec in _kernel_order(eig):
+    for spec in kernel_order(eig):
         values = eig[eig["spec"] == spec].sort_values("index")["value"].to_numpy()
         record: dict[str, Any] = {"kernel": spec, "n": len(values)}
         for i in indices:
@@ -199,14 +148,14 @@ def spectrum_table(frame: pd.DataFrame, indices: Sequence[int] = (10, 50)) -> pd
 
 def speed_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Throughput: exact Gram pairs/s and approximations' images/s per n; peak memory."""
-    part = _select(frame, "speed", ("pairs_per_second", "images_per_second"))
+    part = select(frame, "speed", ("pairs_per_second", "images_per_second"))
     if part.empty:
         return pd.DataFrame()
-    memory = _select(frame, "speed", "peak_memory_bytes")
+    memory = select(frame, "speed", "peak_memory_bytes")
     records = []
     for spec, method in dict.fromkeys(zip(part["spec"], part["method"], strict=True)):
         rows = part[(part["spec"] == spec) & (part["method"] == method)]
-        unit = "pairs/s" if method == "exact" else "images/s"
+        unit = "pairs/s" if method == EXACT else "images/s"
         record: dict[str, Any] = {"kernel": spec, "method": method, "unit": unit}
         for n, group in rows.groupby("n"):
             record[f"n={n}"] = group["value"].median()
@@ -232,7 +181,7 @@ def errors_table(frame: pd.DataFrame, width: int = 110) -> pd.DataFrame:
     table = (part.assign(error=part["error"].str.slice(0, width))
              .groupby(["harness", "spec", "method", "error"], sort=False)
              .agg(budgets=("budget", lambda b: ", ".join(sorted({str(v) for v in b.dropna()},
-                                                                   key=_budget_key))))
+                                                                   key=budget_key))))
              .reset_index())
     table = table.rename(columns={"spec": "kernel"})
     return table.set_index(["harness", "kernel"])
@@ -240,66 +189,10 @@ def errors_table(frame: pd.DataFrame, width: int = 110) -> pd.DataFrame:
 
 def generic_table(frame: pd.DataFrame, harness: str) -> pd.DataFrame:
     """Mean of each metric: rows kernel / method, columns metrics (for other harnesses, e.g. gp)."""
-    part = _select(frame, harness)
+    part = select(frame, harness)
     if part.empty:
         return pd.DataFrame()
-    part = part.assign(kernel=[_label(s, m) for s, m in zip(part["spec"], part["method"],
+    part = part.assign(kernel=[method_label(s, m) for s, m in zip(part["spec"], part["method"],
                                                              strict=True)])
     table = part.pivot_table(index="kernel", columns="metric", values="value", aggfunc="mean")
     return table.reindex(list(dict.fromkeys(part["kernel"])))
-
-
-def headline_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per exact kernel: accuracy, best approximation, error, stability, d_eff, speed.
-
-    Failed kernels stay in the table, with their error in the last column.
-    """
-    kernels = [s for s in _kernel_order(frame) if s != "pixels"]
-    if "harness" in frame:  # kernels run by the stability harness only (its depth and
-        # pooling variants) stay in the stability table
-        main = set(frame.loc[frame["harness"] != "stability", "spec"])
-        kernels = [s for s in kernels if s in main] or kernels
-    records = []
-    for spec in kernels:
-        rows = frame[frame["spec"] == spec]
-        record: dict[str, Any] = {"kernel": spec}
-        acc = _select(rows, "accuracy", "test_accuracy")
-        exact = acc[acc["method"] == "exact"]
-        if not exact.empty:
-            top = exact[exact["n"] == exact["n"].max()]
-            record["exact acc."] = top["value"].mean()
-            record["n_train"] = int(top["n"].iloc[0])
-        approx = acc[acc["method"] != "exact"]
-        if not approx.empty:
-            approx = approx[approx["n"] == approx["n"].max()]
-            means = approx.groupby(["method", "budget"], sort=False)["value"].mean()
-            (method, budget), value = means.idxmax(), means.max()
-            record["best approx. acc."] = value
-            record["(acc. method@budget)"] = f"{method}@{budget}"
-        err = _select(rows, "approximation", "rel_frobenius_error")
-        err = err[err["method"] != "exact"]
-        if not err.empty:
-            largest = max(err["budget"].dropna().unique(), key=_budget_key)
-            at = err[err["budget"] == largest].groupby("method")["value"].median()
-            record["min rel. Frob. error"] = at.min()
-            record["(err. method@budget)"] = f"{at.idxmin()}@{largest}"
-        stab = _select(rows, "stability", "relative_distance")
-        if not stab.empty:
-            shift = stab[(stab["transform"] == "translation") & (stab["magnitude"] == 1)]
-            if not shift.empty:
-                record["shift 1px dist."] = shift["value"].mean()
-        deff = _select(rows, "spectrum", "effective_dimension_chosen")
-        if not deff.empty:
-            record["d_eff"] = deff["value"].iloc[0]
-        speed = _select(rows, "speed", "pairs_per_second")
-        if not speed.empty:
-            top = speed[speed["n"] == speed["n"].max()]
-            record["pairs/s"] = top["value"].median()
-        failed = rows[rows["error"].fillna("") != ""]
-        failed = failed[~failed["error"].str.startswith("skipped")]
-        if not failed.empty:
-            record["errors"] = f"{len(failed)}: {failed['error'].iloc[0][:60]}"
-        records.append(record)
-    if not records:
-        return pd.DataFrame()
-    return pd.DataFrame.from_records(records).set_index("kernel")
