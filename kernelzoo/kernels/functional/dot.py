@@ -31,6 +31,8 @@ import math
 
 import torch
 
+from kernelzoo.kernels.functional.indices import masked_indices, write_masked
+
 __all__ = [
     "arccos_fn",
     "arccos_fn_",
@@ -217,14 +219,15 @@ def refine_at(
 ) -> None:
     """``f = f_n(angle(x_i, y_j))`` by Kahan's angle, in place, where ``near`` is True.
 
-    See :func:`refine_near_parallel`. Gradient-free.
+    See :func:`refine_near_parallel`. Gradient-free. On a GPU no host round
+    trip: at most ``4 (n + m)`` entries are redone
+    (:func:`~kernelzoo.kernels.functional.indices.masked_indices`).
 
     Shape: ``x (n, d)``, ``y (m, d)``, ``near`` (bool) and ``f`` ``(n, m)``.
     """
-    idx = near.nonzero()
-    if idx.numel() == 0:
+    rows, cols, found = masked_indices(near, 4 * (near.shape[0] + near.shape[1]))
+    if rows.numel() == 0:
         return
-    rows, cols = idx[:, 0], idx[:, 1]
     xh = safe_div(x, x.norm(dim=1, keepdim=True))
     yh = safe_div(y, y.norm(dim=1, keepdim=True))
     chunk = max(1, (1 << 24) // max(1, x.shape[1]))
@@ -232,7 +235,7 @@ def refine_at(
         r, q = rows[start : start + chunk], cols[start : start + chunk]
         a, b = xh[r], yh[q]
         theta = 2.0 * torch.atan2((a - b).norm(dim=1), (a + b).norm(dim=1))
-        f[r, q] = arccos_fn_theta(theta, degree)
+        write_masked(f, r, q, arccos_fn_theta(theta, degree), found)
 
 
 def set_unit_self_cosines(cos: torch.Tensor, inplace: bool = True) -> torch.Tensor:
