@@ -19,7 +19,14 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-__all__ = ["atomic_files", "atomic_write", "fingerprint", "host_array", "sha256_of"]
+__all__ = [
+    "atomic_files",
+    "atomic_write",
+    "canonical_digest",
+    "fingerprint",
+    "host_array",
+    "sha256_of",
+]
 
 
 @contextlib.contextmanager
@@ -118,3 +125,55 @@ def fingerprint(a: Any) -> dict[str, Any]:
     """
     arr = host_array(a)
     return {"sha256": sha256_of(arr), "shape": list(arr.shape), "dtype": str(arr.dtype)}
+
+
+def _encode(value: Any, out: Any) -> None:
+    """Feed one value's canonical, typed encoding to the hash ``out``."""
+    if value is None:
+        out.update(b"N")
+    elif isinstance(value, bool):
+        out.update(b"B1" if value else b"B0")
+    elif isinstance(value, (int, np.integer)):
+        out.update(b"I%d;" % int(value))
+    elif isinstance(value, (float, np.floating)):
+        out.update(b"F" + float(value).hex().encode() + b";")
+    elif isinstance(value, str):
+        raw = value.encode("utf-8")
+        out.update(b"S%d:" % len(raw) + raw)
+    elif isinstance(value, (list, tuple)):
+        out.update(b"L%d:" % len(value))
+        for entry in value:
+            _encode(entry, out)
+    elif isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("canonical_digest: dict keys must be strings")
+        out.update(b"D%d:" % len(value))
+        for key in sorted(value):
+            _encode(key, out)
+            _encode(value[key], out)
+    elif isinstance(value, (torch.Tensor, np.ndarray)):
+        t = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) \
+            else value
+        t = t.detach().cpu().contiguous()
+        header = f"T{str(t.dtype).replace('torch.', '')}{list(t.shape)}:".encode()
+        out.update(header)
+        out.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    else:
+        raise TypeError(f"canonical_digest: cannot encode a {type(value).__name__}")
+
+
+def canonical_digest(value: Any) -> str:
+    """``"sha256:<hex>"`` of a canonical serialisation of nested data.
+
+    Covers None, bools, ints, floats (exactly, as ``float.hex``), strings,
+    lists/tuples (alike), dicts with string keys (in sorted key order) and
+    tensors or arrays (dtype, shape and the bytes in C order): equal content
+    gives an equal digest whatever the object identities, file layout or dict
+    order, and any change of a value, a type, a dtype, a shape or a key changes
+    it. Saved approximations carry it over their whole content.
+
+    Shape: any nesting -> a string.
+    """
+    h = hashlib.sha256()
+    _encode(value, h)
+    return "sha256:" + h.hexdigest()

@@ -6,6 +6,7 @@ an error that names it, whatever the family.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -16,9 +17,14 @@ import torch
 
 __all__ = [
     "check_int",
+    "check_float",
+    "check_seed",
+    "SEED_MAX",
     "check_image_shape",
+    "format_bytes",
     "as_tensor",
     "check_pair",
+    "check_finite_result",
     "parse_memory_budget",
     "get_memory_budget",
     "set_memory_budget",
@@ -80,6 +86,73 @@ def check_int(
     return value
 
 
+#: the largest seed: the range every random source of the package accepts (torch
+#: generators, numpy's ``default_rng``, scikit-learn's ``random_state``)
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A seed as an int in ``[0, 2**32 - 1]``, or an error naming ``name``.
+
+    The one seed rule of the package, checked where a seed is given (an
+    approximation's constructor), not where it is first used: scikit-learn's
+    ``random_state`` and numpy take no larger or negative seeds, so
+    ``seed=2**70`` is refused instead of failing inside ``fit``.
+    """
+    seed = check_int(value, name)
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"{name} must be in [0, 2**32 - 1], got {seed}")
+    return seed
+
+
+def check_float(
+    value: Any,
+    name: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    *,
+    below_maximum: bool = False,
+    allow_none: bool = False,
+) -> float | None:
+    """``value`` as a finite float within bounds, or a ``TypeError``/``ValueError`` naming it.
+
+    Numbers only (Python, numpy, 0-d tensors); booleans and strings are
+    refused with a ``TypeError``; NaN, infinities and values outside
+    ``[minimum, maximum]`` (``[minimum, maximum)`` with ``below_maximum``)
+    with a ``ValueError`` that states the range.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        kind = "a number or None" if allow_none else "a number"
+        raise TypeError(f"{name} must be {kind}, got {value!r}")
+    number = float(value)
+    lo = "-inf" if minimum is None else f"{minimum:g}"
+    hi = "inf)" if maximum is None else f"{maximum:g}" + (")" if below_maximum else "]")
+    bounds = f"finite and in [{lo}, {hi}"
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    if maximum is not None and (number > maximum or (below_maximum and number == maximum)):
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    return number
+
+
+def format_bytes(nbytes: float) -> str:
+    """A size in the largest binary unit that keeps it >= 1: ``"100 B"``, ``"19.5 KiB"``."""
+    value = float(nbytes)
+    if abs(value) < 1024:
+        return f"{int(value)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def check_image_shape(value: Any, name: str = "image_shape") -> tuple[int, int, int] | None:
     """``None`` or ``(C, H, W)`` of positive ints (a list or tuple), as a tuple."""
     if value is None:
@@ -133,10 +206,15 @@ def set_memory_budget(value: int | float | str | None) -> None:
 
 
 def as_tensor(x: Any, name: str = "X") -> torch.Tensor:
-    """Numpy or torch in, a floating torch tensor out (integers become float32).
+    """Numpy or torch in, a float32 or float64 torch tensor out (docs/INPUTS.md).
 
-    Raises a ``TypeError`` for non-numeric data and a ``ValueError`` for empty
-    input or NaN/Inf entries.
+    float32 and float64 are kept; integers, booleans and half precision
+    (float16, bfloat16) become float32 (the package computes in float32 or
+    float64 only, and returns what it computed in). Raises a ``TypeError`` for
+    non-numeric or complex data and a ``ValueError`` for a scalar, empty input
+    or NaN/Inf entries.
+
+    Shape: unchanged.
     """
     if isinstance(x, torch.Tensor):
         t = x
@@ -186,13 +264,60 @@ def check_pair(x: torch.Tensor, y: torch.Tensor, x_name: str = "X", y_name: str 
         )
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry is finite: one sum (an inf or NaN entry makes it inf or NaN),
+    and only when that overflows, the entrywise check in chunks of about 2**22 entries
+    (no tensor of the output's size)."""
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return True
+    flat = t.reshape(-1)
+    step = 1 << 22
+    return all(bool(torch.isfinite(flat[i:i + step]).all()) for i in range(0, flat.numel(), step))
+
+
+def check_finite_result(
+    out: torch.Tensor, what: str, inputs: dict[str, torch.Tensor | None]
+) -> torch.Tensor:
+    """``out``, or an ``OverflowError`` when it has NaN or Inf entries (never returned silently).
+
+    Inputs are finite (:func:`as_tensor`), so a non-finite result means the
+    values (or an intermediate that no scaling removes) exceed the output
+    dtype's range at this input scale. The message names ``what`` (e.g.
+    ``"arccos gram"``), the inputs, their largest entry and the dtype's limit.
+
+    Shape: any.
+    """
+    if _all_finite(out.detach()):
+        return out
+    given = {name: t for name, t in inputs.items() if t is not None}
+    names = " and ".join(given) or "the input"
+    peak = max((float(t.detach().abs().max()) for t in given.values()), default=float("nan"))
+    dtype = str(out.dtype).replace("torch.", "")
+    raise OverflowError(
+        f"{what}: the result for {names} (entries up to {peak:.3g}) has NaN or Inf values: "
+        f"at this input scale it does not fit {dtype} (largest {torch.finfo(out.dtype).max:.3g}); "
+        f"rescale {names}"
+        + (", or use float64 input" if out.dtype != torch.float64 else "")
+    )
+
+
 def as_vectors(x: torch.Tensor, name: str = "X") -> torch.Tensor:
-    """(n, d) from (n, d) or (n, ...) (images are flattened)."""
+    """(n, d) from (n, d), or from an image batch (n, C, H, W) or (n, H, W), flattened.
+
+    Any other rank is an error naming ``name`` (docs/INPUTS.md).
+
+    Shape: ``(n, d)``, ``(n, H, W)`` or ``(n, C, H, W)`` -> ``(n, d)``.
+    """
     if x.ndim == 1:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features) or an image batch, got shape "
             f"{tuple(x.shape)}; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) "
             f"for one sample"
+        )
+    if x.ndim > 4:
+        raise ValueError(
+            f"{name} must be (n, d) vectors or an image batch (n, C, H, W), got {x.ndim}-D "
+            f"shape {tuple(x.shape)}; reshape it to (n, d) yourself if flattening is meant"
         )
     return x.reshape(x.shape[0], -1) if x.ndim > 2 else x
 

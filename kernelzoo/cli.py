@@ -1,7 +1,9 @@
 """The ``kernelzoo`` command line.
 
-Subcommands: ``list``, ``gram``, ``compare``, ``data fetch``. Errors are one
-clear line on stderr and a non-zero exit, not a traceback (``--debug`` shows it).
+Subcommands: ``list``, ``gram``, ``compare``, ``data fetch``. Errors are a
+clear message on stderr (one line, or more where it quotes another tool's
+output) and exit status 2, not a traceback (``--debug`` shows it). ``gram``
+never writes a file holding NaN or Inf values.
 """
 
 from __future__ import annotations
@@ -53,6 +55,33 @@ def save_npy_atomic(path: str, array: np.ndarray) -> None:
         np.save(fh, array)
 
 
+def _as_input(arr: np.ndarray, name: str, dtype: str, device: str):
+    """A checked input tensor in ``--dtype`` on ``--device``, or an error naming the option.
+
+    The API's checks (:func:`kernelzoo._validation.as_tensor`: numbers only, real, not
+    empty, finite), then the cast: a float64 file whose values overflow float32 is
+    refused with that reason (not as NaN/Inf after the cast); integers are cast once,
+    straight to ``--dtype``.
+    """
+    import torch
+
+    from kernelzoo._validation import as_tensor
+
+    checked = as_tensor(arr, name)
+    target = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    if not np.issubdtype(arr.dtype, np.floating):  # integers, booleans: one exact cast
+        checked = torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
+    elif target == torch.float32 and checked.dtype == torch.float64:
+        peak = float(checked.abs().max())
+        limit = torch.finfo(torch.float32).max
+        if peak > limit:
+            raise CLIError(
+                f"{name}: values up to {peak:.3g} overflow float32 (largest {limit:.3g}); "
+                f"use --dtype float64"
+            )
+    return checked.to(device=device, dtype=target)
+
+
 def _cmd_gram(args: argparse.Namespace) -> int:
     import torch
 
@@ -60,14 +89,17 @@ def _cmd_gram(args: argparse.Namespace) -> int:
 
     if (args.out is None) == (args.store is None):
         raise CLIError("give exactly one of --out K.npy or --store K.zarr")
+    if args.out is not None:
+        for option, value in (("--tile", args.tile), ("--scheduler", args.scheduler)):
+            if value is not None:
+                raise CLIError(f"{option} is for --store; --out computes in this process")
     k = kz.kernel(args.spec)
     x = _load_array(args.x, "--x")
     y = None if args.y is None else _load_array(args.y, "--y")
-    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {args.device}: CUDA is not available on this machine")
-    xt = torch.as_tensor(x).to(device=args.device, dtype=dtype)
-    yt = None if y is None else torch.as_tensor(y).to(device=args.device, dtype=dtype)
+    xt = _as_input(x, "--x", args.dtype, args.device)
+    yt = None if y is None else _as_input(y, "--y", args.dtype, args.device)
     if args.store is not None:
         try:
             from kernelzoo.integrations.dask import gram_to_store
@@ -85,6 +117,8 @@ def _cmd_gram(args: argparse.Namespace) -> int:
         )
         return 0
     gram = k.gram(xt, yt, memory_budget=args.memory_budget)
+    if not bool(torch.isfinite(gram).all()):  # the API raises first; never write one anyway
+        raise CLIError(f"the Gram has NaN or Inf values; nothing was written to {args.out}")
     save_npy_atomic(args.out, gram.cpu().numpy())
     print(f"wrote {args.out} {tuple(gram.shape)} {args.dtype}")
     return 0
@@ -126,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--memory-budget", default=None, help="working memory, e.g. 2GB")
-    p.add_argument("--tile", type=int, default=None, help="tile size of a --store")
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address for --store")
+    p.add_argument("--tile", type=int, default=None, help="tile size of a --store (--store only)")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address for --store (--store only)")
     p.set_defaults(func=_cmd_gram)
 
     p = sub.add_parser("compare", help="the main job: every family through every harness")
@@ -157,10 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kernelzoo: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
+    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError, OSError,
+            OverflowError) as exc:
         if args.debug:
             raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # the whole message: some carry the output of a tool on their later lines (pip's)
+        message = str(exc).strip() or type(exc).__name__
         print(f"kernelzoo {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -22,6 +22,7 @@ __all__ = [
     "FAMILIES",
     "METHODS",
     "INTEGRATIONS",
+    "PREVIOUS_CLASSES",
     "kernel",
     "available",
     "kernel_class",
@@ -29,6 +30,7 @@ __all__ = [
     "integration",
     "parse_spec",
     "resolve",
+    "same_kernel",
 ]
 
 #: family -> "module:Class"
@@ -51,6 +53,20 @@ METHODS: dict[str, str] = {
     "empirical": "kernelzoo.approx.finite_width:EmpiricalNTK",
     "layerwise": "kernelzoo.approx.ckn:LayerwiseCKN",
     "supervised": "kernelzoo.approx.ckn:SupervisedCKN",
+}
+
+#: saved approximations of format "kernelzoo-approximation/1" name their class as
+#: "module:Class" as it was then; this frozen table maps those names to methods, so
+#: that moving code breaks neither today's files (which name the method) nor those
+PREVIOUS_CLASSES: dict[str, str] = {
+    "kernelzoo.approx.nystrom:Nystrom": "nystrom",
+    "kernelzoo.approx.random_features:RandomFourierFeatures": "rff",
+    "kernelzoo.approx.random_features:OrthogonalRandomFeatures": "orf",
+    "kernelzoo.approx.random_features:ArcCosineFeatures": "random-features",
+    "kernelzoo.approx.finite_width:MonteCarloNNGP": "monte-carlo",
+    "kernelzoo.approx.finite_width:EmpiricalNTK": "empirical",
+    "kernelzoo.approx.ckn:LayerwiseCKN": "layerwise",
+    "kernelzoo.approx.ckn:SupervisedCKN": "supervised",
 }
 
 #: bridge -> "module:function" (``k.to_gpytorch()`` and ``a.to_gpytorch()`` resolve it here)
@@ -109,7 +125,8 @@ def _literal(node: ast.AST, spec: str) -> Any:
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"family(key=value, ...)"`` -> ``(family, params)``, parsed with ``ast`` (never eval).
 
-    A bare ``"family"`` has no parameters.
+    A bare ``"family"`` has no parameters; a parameter given twice is an error
+    naming it.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"kernel spec must be a non-empty string, got {spec!r}")
@@ -132,6 +149,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     for kw in tree.keywords:
         if kw.arg is None:
             raise ValueError(f"kernel spec {spec!r}: **kwargs are not allowed")
+        if kw.arg in params:
+            raise ValueError(f"kernel spec {spec!r}: parameter {kw.arg!r} is given twice")
         params[kw.arg] = _literal(kw.value, spec)
     return tree.func.id, params
 
@@ -148,3 +167,18 @@ def kernel(name_or_spec: str, **params: Any):
     cls = kernel_class(family)
     spec_params.update(params)
     return cls(**spec_params)
+
+
+def same_kernel(a: str, b: str) -> bool:
+    """Whether two spec strings name the same kernel: parsed, with defaults filled in.
+
+    ``"rbf()"`` and ``"rbf(lengthscale=1.0)"`` are the same kernel, and so is a
+    spec written before a parameter with a default existed; a spec that no
+    longer parses or validates names no kernel of today (False).
+    """
+    if a == b:
+        return True
+    try:
+        return kernel(a) == kernel(b)
+    except (TypeError, ValueError):
+        return False

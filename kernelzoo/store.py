@@ -19,6 +19,15 @@ temporary file in the same directory, fsync, ``os.replace``, directory fsync)
 and only by the process that drives the computation; zarr's local store writes
 each chunk to a temporary file and renames it.
 
+Beside it, an append-only **journal** (``kernelzoo-journal.jsonl``, one JSON
+record per line, fsynced): a header with the store's identity, then one
+record per batch of finished chunks with their checksums, appended before the
+manifest is replaced. A lost or truncated manifest is rebuilt from it
+(:func:`rebuild_manifest`; the writer then verifies every rebuilt chunk
+against its checksum and recomputes those that fail); a line cut short by a
+crash, or damaged, only costs its chunks a recomputation. Finished chunks are
+never deleted.
+
 This module sits in the lowest layer (it imports no other kernelzoo module but
 ``_io``): the Dask runner (:mod:`kernelzoo.integrations.dask`) writes stores
 and the out-of-core solvers (:mod:`kernelzoo.ops.solvers`) read them. It needs
@@ -40,6 +49,7 @@ import torch
 from kernelzoo._io import atomic_write, fingerprint, sha256_of
 
 __all__ = [
+    "JOURNAL_NAME",
     "MANIFEST_NAME",
     "STORE_FORMAT",
     "check_complete",
@@ -47,11 +57,16 @@ __all__ = [
     "chunk_slices",
     "corrupt_chunks",
     "fingerprint",
+    "append_journal",
+    "is_chunk_key",
+    "journal_path",
     "load_store",
     "manifest_path",
     "open_store",
     "open_store_dask",
+    "read_journal",
     "read_manifest",
+    "rebuild_manifest",
     "require_zarr",
     "store_status",
     "tile_checksum",
@@ -61,6 +76,7 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "kernelzoo-manifest.json"
+JOURNAL_NAME = "kernelzoo-journal.jsonl"
 STORE_FORMAT = "kernelzoo-store/1"
 
 
@@ -103,6 +119,16 @@ def _parse_key(key: str) -> tuple[int, int]:
     return int(i), int(j)
 
 
+def is_chunk_key(manifest: dict[str, Any], key: str) -> bool:
+    """Whether ``key`` names a chunk of this store's grid (a damaged journal line may not)."""
+    try:
+        i, j = _parse_key(key)
+    except ValueError:
+        return False
+    rows, cols = chunk_grid(manifest)
+    return 0 <= i < rows and 0 <= j < cols
+
+
 # ---------------------------------------------------------------------- manifest
 def manifest_path(store: str | os.PathLike) -> str:
     """The manifest file of a store."""
@@ -110,17 +136,34 @@ def manifest_path(store: str | os.PathLike) -> str:
 
 
 def read_manifest(store: str | os.PathLike) -> dict[str, Any] | None:
-    """The store's manifest, or ``None`` when there is none yet."""
+    """The store's manifest, or ``None`` when there is none yet.
+
+    An unreadable manifest (truncated, damaged, not a kernelzoo manifest) is a
+    ``ValueError`` naming the file; a run of ``gram_to_store`` with the same
+    arguments rebuilds it from the store's journal.
+    """
     path = manifest_path(store)
     if not os.path.exists(path):
         return None
-    with open(path, encoding="utf-8") as fh:
-        manifest = json.load(fh)
-    if manifest.get("format") != STORE_FORMAT:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(
-            f"store {os.fspath(store)!r}: manifest format {manifest.get('format')!r} is not "
+            f"store {os.fspath(store)!r}: its manifest {path} cannot be read ({exc}); rerun "
+            f"gram_to_store (or `kernelzoo gram ... --store`) with the same arguments to "
+            f"rebuild it from {JOURNAL_NAME}"
+        ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != STORE_FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise ValueError(
+            f"store {os.fspath(store)!r}: manifest {path} has format {found!r}, not "
             f"{STORE_FORMAT!r}"
         )
+    missing = [k for k in ("kind", "kernel", "shape", "dtype", "tile", "symmetric", "tiles")
+               if k not in manifest]
+    if missing:
+        raise ValueError(f"store {os.fspath(store)!r}: manifest {path} lacks {missing[0]!r}")
     return manifest
 
 
@@ -132,6 +175,66 @@ def write_manifest(store: str | os.PathLike, manifest: dict[str, Any]) -> None:
     target = os.path.join(directory, MANIFEST_NAME)
     with atomic_write(target, "w", sync_dir=True, encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=1, sort_keys=True)
+
+
+# ---------------------------------------------------------------------- journal
+def journal_path(store: str | os.PathLike) -> str:
+    """The journal file of a store."""
+    return os.path.join(_store_path(store), JOURNAL_NAME)
+
+
+def append_journal(store: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one record (a line of JSON) to the store's journal and fsync it.
+
+    ``{"header": {...}}`` (the manifest without its tiles: the store's identity)
+    starts a journal; ``{"tiles": {key: sha256}}`` records finished chunks.
+    """
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with open(journal_path(store), "a", encoding="utf-8") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_journal(store: str | os.PathLike) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """``(header, tiles)`` from a store's journal: its identity and every recorded checksum.
+
+    Lines that do not parse (a crash mid-append, damage) are skipped: their
+    chunks count as not done. ``(None, {})`` without a journal or a header.
+    """
+    path = journal_path(store)
+    header: dict[str, Any] | None = None
+    tiles: dict[str, str] = {}
+    if not os.path.exists(path):
+        return None, tiles
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            if header is None and isinstance(record.get("header"), dict):
+                header = record["header"]
+            elif isinstance(record.get("tiles"), dict):
+                tiles.update({str(k): str(v) for k, v in record["tiles"].items()})
+    return header, tiles
+
+
+def rebuild_manifest(store: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest as the journal records it (identity from its header, every chunk it
+    lists), or None without a usable journal. The checksums are the journal's: verify
+    the chunks (:func:`corrupt_chunks`) before trusting them."""
+    header, tiles = read_journal(store)
+    if header is None or header.get("format") != STORE_FORMAT:
+        return None
+    manifest = dict(header)
+    try:
+        manifest["tiles"] = {k: v for k, v in tiles.items() if is_chunk_key(manifest, k)}
+    except (KeyError, TypeError, ValueError):  # a header without a usable shape or tile
+        return None
+    return manifest
 
 
 # ---------------------------------------------------------------------- geometry
@@ -259,10 +362,14 @@ def _read_chunk(array, manifest: dict[str, Any], i: int, j: int) -> np.ndarray |
         return None
 
 
-def corrupt_chunks(store: str | os.PathLike, manifest: dict[str, Any] | None = None):
+def corrupt_chunks(
+    store: str | os.PathLike, manifest: dict[str, Any] | None = None,
+    keys: set[str] | None = None,
+):
     """Chunks recorded as done whose values no longer match their checksum.
 
-    Returns a sorted list of ``(i, j)``; every chunk recorded in the manifest is read.
+    Returns a sorted list of ``(i, j)``; every chunk recorded in the manifest is
+    read (only those in ``keys``, when given).
     """
     manifest = read_manifest(store) if manifest is None else manifest
     if manifest is None:
@@ -270,6 +377,8 @@ def corrupt_chunks(store: str | os.PathLike, manifest: dict[str, Any] | None = N
     array = open_store(store)
     bad = []
     for key, checksum in manifest["tiles"].items():
+        if not is_chunk_key(manifest, key) or (keys is not None and key not in keys):
+            continue
         i, j = _parse_key(key)
         values = _read_chunk(array, manifest, i, j)
         if (

@@ -51,7 +51,7 @@ def test_host_waits_do_not_grow_with_tiles(case: Case, device_path):
 
 def test_device_path_refines_like_the_host_path(device_path):
     """Identical and near-identical rows far from the origin: the slots of the device
-    path give the host path's values (identical inputs: exactly k(x, x))."""
+    path give the host path's values (identical inputs: k(x, x))."""
     import kernelzoo as kz
 
     g = torch.Generator().manual_seed(3)
@@ -67,9 +67,11 @@ def test_device_path_refines_like_the_host_path(device_path):
         indices.DEVICE_PATH_ON_CPU = True
         for d, h in zip(device, host):
             torch.testing.assert_close(d, h, rtol=1e-14, atol=0)
-        diag = torch.diagonal(device[0])
-        assert torch.equal(device[0][torch.arange(3), torch.arange(5, 8)], diag[:3]), spec
-        assert torch.equal(device[1][torch.arange(3), 9 - torch.arange(5, 8)], diag[:3]), spec
+        # identical inputs (exact angle 0, distance 0): k(x, x) up to the rounding of norms
+        diag = torch.diagonal(device[0])[:3]
+        for pairs in (device[0][torch.arange(3), torch.arange(5, 8)],
+                      device[1][torch.arange(3), 9 - torch.arange(5, 8)]):
+            torch.testing.assert_close(pairs, diag, rtol=4e-16, atol=0, msg=spec)
 
 
 def test_masked_indices_slots(device_path):

@@ -14,17 +14,33 @@ name.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from kernelzoo import registry
-from kernelzoo._io import atomic_write
-from kernelzoo._validation import check_int, check_pair, parse_memory_budget
+from kernelzoo._io import atomic_write, canonical_digest
+from kernelzoo._validation import (
+    check_finite_result,
+    check_int,
+    check_pair,
+    check_seed,
+    parse_memory_budget,
+)
+from kernelzoo._version import __version__
 from kernelzoo.ops.tiling import tiled_gram
 
-__all__ = ["Approximation", "load", "generator", "check_budget"]
+__all__ = [
+    "FORMAT",
+    "PREVIOUS_FORMAT",
+    "Approximation",
+    "check_budget",
+    "generator",
+    "load",
+    "payload_checksum",
+]
 
 
 def generator(seed: int) -> torch.Generator:
@@ -84,7 +100,7 @@ class Approximation:
                 f"{', '.join(self.options) or '(none)'}"
             )
         self.kernel = kernel
-        self.seed = check_int(seed, "seed")
+        self.seed = check_seed(seed, "seed")
         self.budget = self._check_budget(budget)
         self.opts = {**self.options, **options}
         self._check_options()
@@ -194,10 +210,14 @@ class Approximation:
         return int(self.n_features_)
 
     def features(self, X: Any) -> torch.Tensor:
-        """Feature map ``(n, ...)`` -> ``(n, n_features)``; ``features(X) @ features(Y).T ~ K``."""
+        """Feature map ``(n, ...)`` -> ``(n, n_features)``; ``features(X) @ features(Y).T ~ K``.
+
+        Finite, or an ``OverflowError`` naming X (docs/INPUTS.md).
+        """
         if not self.has_features:
             raise NotImplementedError(f"{self.method} has no explicit features; use gram()")
-        return self._features(self.prepare(X))
+        x = self.prepare(X)
+        return check_finite_result(self._features(x), f"{self.method} features", {"X": x})
 
     def gram(
         self, X: Any, Y: Any = None, memory_budget: int | float | str | None = None
@@ -210,6 +230,8 @@ class Approximation:
         tiled; otherwise (and for ``gram_only`` approximations) every tile
         computes the features, or per-row data, of its own rows and columns.
 
+        The result is finite, or an ``OverflowError`` naming the inputs is raised.
+
         Shape: ``(n, ...)``, ``(m, ...)`` -> ``(n, m)``.
         """
         budget = parse_memory_budget(memory_budget)
@@ -219,6 +241,9 @@ class Approximation:
             y = self.prepare(Y, "Y")
             check_pair(x, y)
         desc = f"{self.method} gram"
+        return check_finite_result(self._gram(x, y, budget, desc), desc, {"X": x, "Y": y})
+
+    def _gram(self, x: torch.Tensor, y: torch.Tensor | None, budget: int, desc: str):
         rows = x.shape[0] + (0 if y is None else y.shape[0])
         held = self._row_bytes(x) * rows  # the features of every row and column at once
         if self.has_features and not self.gram_only and held < budget:
@@ -234,8 +259,12 @@ class Approximation:
         )
 
     def diag(self, X: Any) -> torch.Tensor:
-        """The approximate ``k(X[i], X[i])``, shape ``(n,)``."""
+        """The approximate ``k(X[i], X[i])``, shape ``(n,)`` (finite, or an ``OverflowError``)."""
         x = self.prepare(X)
+        return check_finite_result(self._diag(x), f"{self.method} diag", {"X": x})
+
+    def _diag(self, x: torch.Tensor) -> torch.Tensor:
+        """The approximate ``k(x_i, x_i)`` of prepared inputs (override). Shape: ``(n,)``."""
         if self.has_features:
             return self._features(x).square().sum(1)
         return torch.stack([self._gram_block(x[i : i + 1], None)[0, 0] for i in range(len(x))])
@@ -255,54 +284,241 @@ class Approximation:
     def _set_state(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
+    def _state_shapes(self, state: dict[str, Any]) -> dict[str, Any]:
+        """What a fitted state of these settings must hold (override), for :func:`load`.
+
+        ``{name: expected}``: a tensor's name (``"weights_"``, ``"weights_[0]"``,
+        ``"params_[0][w0]"``) maps to its shape tuple, an int attribute to its
+        value. Derived from the settings and ``state["input_shape_"]``, never from
+        the tensors being checked.
+        """
+        return {}
+
+    def check_state(self, state: Any) -> None:
+        """A ``ValueError`` unless ``state`` is a complete, finite fitted state of these settings.
+
+        The generic part (``fitted_``, ``input_shape_``, ``n_features_``, every
+        floating tensor finite) and the class's :meth:`_state_shapes`.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"state must be a dict, got {type(state).__name__}")
+        for key in ("fitted_", "input_shape_", "n_features_"):
+            if key not in state:
+                raise ValueError(f"state lacks {key!r}")
+        if state["fitted_"] is not True:
+            raise ValueError(f"state has fitted_={state['fitted_']!r}, expected True")
+        shape = state["input_shape_"]
+        if not (isinstance(shape, (list, tuple)) and shape and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+            raise ValueError(f"state has input_shape_={shape!r}, expected positive ints")
+        n_features = state["n_features_"]
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+            raise ValueError(f"state has n_features_={n_features!r}, expected an int >= 1")
+        tensors = dict(_tensors(state))
+        for name, t in tensors.items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"state {name} has NaN or Inf values")
+        for name, expected in self._state_shapes(state).items():
+            if isinstance(expected, tuple):
+                if name not in tensors:
+                    raise ValueError(f"state lacks the tensor {name}, expected shape {expected}")
+                got = tuple(tensors[name].shape)
+                if got != expected:
+                    raise ValueError(
+                        f"state {name} has shape {got}, expected {expected} for "
+                        f"{self.method} with budget={self.budget!r} and input shape "
+                        f"{tuple(shape)}"
+                    )
+            elif state.get(name) != expected:
+                raise ValueError(f"state has {name}={state.get(name)!r}, expected {expected!r}")
+
     def save(self, path: str | os.PathLike) -> None:
-        """Save the fitted approximation (torch state, loadable with ``weights_only``)."""
+        """Save the fitted approximation (format :data:`FORMAT`, a torch file).
+
+        What it holds is named by registry keys (``family``, ``method``) and the
+        kernel's parameters, not by module paths, so moving code does not break
+        saved files; a sha256 over a canonical serialisation of the whole
+        content (:func:`kernelzoo._io.canonical_digest`) lets :func:`load`
+        detect any change. Written atomically; loadable with ``weights_only``.
+        """
         self._require_fit()
-        state = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._get_state().items()}
+        state = {k: _storable(v) for k, v in self._get_state().items()}
         payload = {
-            "format": "kernelzoo-approximation/1",
-            "class": f"{type(self).__module__}:{type(self).__qualname__}",
-            "kernel": self.kernel.spec,
-            "budget": self.budget,
+            "format": FORMAT,
+            "family": self.kernel.family,
+            "method": self.method,
+            "params": {k: _storable(v) for k, v in self.kernel.get_params().items()},
+            "spec": self.kernel.spec,
+            "budget": _storable(self.budget),
             "seed": self.seed,
             "options": {k: _storable(v) for k, v in self.opts.items()},
             "state": state,
+            "kernelzoo_version": __version__,
         }
+        payload["checksum"] = payload_checksum(payload)
         with atomic_write(path) as fh:
             torch.save(payload, fh)
+
+
+#: the format :meth:`Approximation.save` writes
+FORMAT = "kernelzoo-approximation/2"
+#: the format before checksums and registry keys (still read, 'not verified')
+PREVIOUS_FORMAT = "kernelzoo-approximation/1"
+#: the keys of a FORMAT file (``checksum`` may be missing: 'not verified')
+_KEYS = ("format", "family", "method", "params", "spec", "budget", "seed", "options", "state",
+         "kernelzoo_version", "checksum")
+_REQUIRED = ("family", "method", "params", "budget", "seed", "options", "state")
+def payload_checksum(payload: dict[str, Any]) -> str:
+    """The checksum of a saved approximation: over every key but ``checksum`` itself."""
+    return canonical_digest({k: v for k, v in payload.items() if k != "checksum"})
 
 
 def _storable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value)
+    if isinstance(value, tuple):
+        return [_storable(v) for v in value]
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
     return value
 
 
-def load(path: str | os.PathLike) -> Approximation:
-    """Load an approximation written by :meth:`Approximation.save`."""
+def _tensors(value: Any, name: str = ""):
+    """``(name, tensor)`` for every tensor in nested state (``weights_[0]``, ``params_[w0]``)."""
+    if isinstance(value, torch.Tensor):
+        yield name, value
+    elif isinstance(value, dict):
+        for key, entry in value.items():
+            yield from _tensors(entry, f"{name}[{key}]" if name else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, entry in enumerate(value):
+            yield from _tensors(entry, f"{name}[{i}]")
+
+
+def _from_previous(payload: dict[str, Any], path: str) -> dict[str, Any]:
+    """A PREVIOUS_FORMAT payload in today's keys (family from its spec, method from its class)."""
+    for key in ("class", "kernel", "budget", "seed", "options", "state"):
+        if key not in payload:
+            raise ValueError(f"{path}: missing key {key!r}")
+    method = registry.PREVIOUS_CLASSES.get(payload["class"])
+    if method is None:
+        raise ValueError(f"{path}: refusing to load class {payload['class']!r}")
     try:
-        payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        family, params = registry.parse_spec(payload["kernel"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: kernel spec rejected: {exc}") from None
+    return {"family": family, "method": method, "params": params, "spec": payload["kernel"],
+            **{k: payload[k] for k in ("budget", "seed", "options", "state")}}
+
+
+def load(path: str | os.PathLike) -> Approximation:
+    """Load an approximation written by :meth:`Approximation.save`.
+
+    Checks, each with its own ``ValueError`` naming the file: readable (else
+    corrupt or truncated), the format, the checksum (else corrupt or edited),
+    the keys, that the method is one of the family's approximations, that the
+    kernel's parameters are valid and agree with the spec string, the
+    approximation's settings, and that the fitted state is complete, finite
+    and of the shapes those settings give. A file without a checksum (this
+    format, or the previous one, ``kernelzoo-approximation/1``) loads with a
+    ``UserWarning`` that it is not verified.
+    """
+    where = os.fspath(path)
+    try:
+        payload = torch.load(where, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one error naming it
-        raise ValueError(f"{path}: not a kernelzoo approximation file ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != "kernelzoo-approximation/1":
-        raise ValueError(f"{path}: not a kernelzoo approximation file")
-    # only the registered approximation classes: a file names one, it does not pick code
-    methods = {target: method for method, target in registry.METHODS.items()}
-    if payload.get("class") not in methods:
-        raise ValueError(f"{path}: refusing to load class {payload.get('class')!r}")
-    cls = registry.resolve(registry.METHODS[methods[payload["class"]]])
-    obj = cls(
-        registry.kernel(payload["kernel"]),
-        budget=payload["budget"],
-        seed=payload["seed"],
-        **payload["options"],
-    )
+        raise ValueError(
+            f"{where}: cannot be read as a kernelzoo approximation file (corrupt, truncated or "
+            f"another kind of file): {exc}"
+        ) from None
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if not (isinstance(fmt, str) and fmt.startswith("kernelzoo-approximation/")):
+        raise ValueError(f"{where}: not a kernelzoo approximation file")
+    if fmt == PREVIOUS_FORMAT:
+        payload = _from_previous(payload, where)
+        _not_verified(where, f"it is in the previous format {PREVIOUS_FORMAT!r}, without one")
+    elif fmt == FORMAT:
+        unknown = sorted(str(k) for k in payload if k not in _KEYS)
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}; the file is damaged")
+        if "checksum" in payload:
+            try:
+                intact = payload["checksum"] == payload_checksum(payload)
+            except TypeError:  # a value no saved file holds
+                intact = False
+            if not intact:
+                raise ValueError(
+                    f"{where}: checksum mismatch: the file is corrupt or was edited after it "
+                    f"was saved"
+                )
+        else:
+            _not_verified(where, "it has none")
+    else:
+        raise ValueError(
+            f"{where}: format {fmt!r} is not one this kernelzoo reads ({FORMAT}, "
+            f"{PREVIOUS_FORMAT})"
+        )
+    return _build(payload, where)
+
+
+def _not_verified(where: str, why: str) -> None:
+    warnings.warn(f"{where}: loaded without checksum, not verified ({why})", UserWarning,
+                  stacklevel=3)
+
+
+def _build(payload: dict[str, Any], where: str) -> Approximation:
+    """The approximation a (checked) payload describes, or a ValueError naming the damage."""
+    for key in _REQUIRED:
+        if key not in payload:
+            raise ValueError(f"{where}: missing key {key!r}")
+    family, method, params = payload["family"], payload["method"], payload["params"]
+    if not isinstance(family, str) or family not in registry.FAMILIES:
+        raise ValueError(
+            f"{where}: unknown family {family!r}; known: {', '.join(registry.available())}"
+        )
+    if not isinstance(method, str) or method not in registry.METHODS:
+        raise ValueError(
+            f"{where}: unknown method {method!r}; known: {', '.join(sorted(registry.METHODS))}"
+        )
+    kernel_cls = registry.kernel_class(family)
+    if method not in kernel_cls.approximations:
+        raise ValueError(
+            f"{where}: {method!r} is not an approximation of {family} (its methods: "
+            f"{', '.join(kernel_cls.approximations)})"
+        )
+    if not isinstance(params, dict):
+        raise ValueError(f"{where}: params must be a dict, got {type(params).__name__}")
+    try:
+        kernel = kernel_cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: kernel parameters rejected: {exc}") from None
+    if "spec" in payload:
+        try:
+            named = registry.kernel(payload["spec"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: spec rejected: {exc}") from None
+        if named != kernel:  # compared with defaults filled in, not as strings
+            raise ValueError(
+                f"{where}: the spec {payload['spec']!r} and the parameters ({kernel.spec}) "
+                f"disagree"
+            )
+    options = payload["options"]
+    if not isinstance(options, dict):
+        raise ValueError(f"{where}: options must be a dict, got {type(options).__name__}")
+    cls = registry.resolve(registry.METHODS[method])
+    try:
+        obj = cls(kernel, budget=payload["budget"], seed=payload["seed"], **options)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: approximation settings rejected: {exc}") from None
     state = payload["state"]
-    if "input_shape_" in state:
-        state["input_shape_"] = tuple(state["input_shape_"])
+    try:
+        obj.check_state(state)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    state = dict(state)
+    state["input_shape_"] = tuple(state["input_shape_"])
     obj._set_state(state)
     obj._cache = {}
     return obj
-

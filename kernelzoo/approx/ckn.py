@@ -33,7 +33,7 @@ from kernelzoo.approx.base import Approximation, check_budget, generator
 from kernelzoo.approx.kmeans import spherical_kmeans
 from kernelzoo.kernels.functional.ckn_ops import kappa_fn, pooling_matrix
 from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
-from kernelzoo.ops.linalg import default_rel_clip, inv_sqrt_psd
+from kernelzoo.ops.linalg import check_eigen_options, default_rel_clip, inv_sqrt_psd
 
 __all__ = ["CKNLayer", "CKNNetwork", "LayerwiseCKN", "SupervisedCKN", "spherical_kmeans"]
 
@@ -68,7 +68,7 @@ class CKNLayer(nn.Module):
         self.in_channels = dim // (filter_size * filter_size)
         self.filter_size, self.subsampling = int(filter_size), int(subsampling)
         self.kappa, self.sigma = kappa, float(sigma)
-        self.eps, self.rel_clip = float(eps), rel_clip
+        self.eps, self.rel_clip = check_eigen_options(eps, rel_clip)
         self.weight = nn.Parameter(safe_div(anchors, anchors.norm(dim=1, keepdim=True)))
         self._cache: dict[tuple, torch.Tensor] = {}
 
@@ -229,9 +229,9 @@ class LayerwiseCKN(Approximation):
     def _check_options(self) -> None:
         for name in ("n_patches", "kmeans_iters", "batch_size"):
             check_budget(self.opts[name], name)
-        eps = self.opts["eps"]
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        self.opts["eps"], self.opts["rel_clip"] = check_eigen_options(
+            self.opts["eps"], self.opts["rel_clip"]
+        )
 
     def _anchors_per_layer(self) -> list[int]:
         b = self.budget
@@ -327,6 +327,32 @@ class LayerwiseCKN(Approximation):
             layers.append(layer)
         self.anchors_ = [layer.weight.detach().cpu() for layer in layers]
         self.n_features_ = self._n_features(x)
+
+    def _state_shapes(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Anchors of layer k: ``(p_k, C_k f_k^2)`` with ``p_k <= budget_k`` (k-means keeps
+        at most as many as there are distinct patches), ``C_1`` the input channels and
+        ``C_k = p_(k-1)``; ``n_features_ = p_L h_L w_L``."""
+        from kernelzoo.kernels.ckn import layer_sizes
+
+        anchors = state.get("anchors_")
+        budgets = self._anchors_per_layer()
+        if not isinstance(anchors, list) or len(anchors) != len(budgets):
+            raise ValueError(f"state anchors_ must be a list of {len(budgets)} tensors "
+                             f"(one per layer)")
+        channels, shapes = state["input_shape_"][0], {}
+        for k, (a, budget) in enumerate(zip(anchors, budgets)):
+            rows = int(a.shape[0]) if isinstance(a, torch.Tensor) and a.ndim == 2 else budget
+            if not 1 <= rows <= budget:
+                raise ValueError(f"state anchors_[{k}] has {rows} anchors, more than the "
+                                 f"budget of {budget}")
+            shapes[f"anchors_[{k}]"] = (rows, channels * self.kernel.filter_size[k] ** 2)
+            channels = rows
+        if len(state["input_shape_"]) != 3:
+            raise ValueError(f"state has input_shape_={state['input_shape_']!r}, expected "
+                             f"(C, H, W)")
+        h, w = layer_sizes(state["input_shape_"][1], state["input_shape_"][2],
+                           self.kernel.subsampling)[-1]
+        return {**shapes, "n_features_": channels * h * w}
 
     def _n_features(self, x: torch.Tensor) -> int:
         from kernelzoo.kernels.ckn import layer_sizes

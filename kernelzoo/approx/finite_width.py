@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from kernelzoo._validation import check_int, get_memory_budget
+from kernelzoo._validation import check_int, format_bytes, get_memory_budget
 from kernelzoo.approx.base import Approximation, check_budget, generator
 from kernelzoo.kernels.functional.architecture import Net, conv_shapes
 from kernelzoo.kernels.functional.conv import pad_axis
@@ -38,28 +38,35 @@ __all__ = ["EmpiricalNTK", "MonteCarloNNGP"]
 
 
 # ----------------------------------------------------------------------- the finite network
+def _param_shapes(
+    net: Net, input_shape: tuple[int, ...], width: int, dense: bool
+) -> dict[str, tuple[int, ...]]:
+    """The parameters of one network, in draw order: ``w0, b0, ...`` (and with ``dense``
+    the final ``Dense(1)``'s ``w_out``, ``b_out``) -> their shapes."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    fan = input_shape[0]
+    for layer in range(net.depth):
+        if net.conv:
+            shapes[f"w{layer}"] = (width, fan, net.filter_size, net.filter_size)
+        else:
+            shapes[f"w{layer}"] = (width, fan)
+        if net.bias_var > 0:
+            shapes[f"b{layer}"] = (width,)
+        fan = width
+    if dense:
+        shapes["w_out"] = (_readout_size(net, input_shape, width),)
+        if net.bias_var > 0:
+            shapes["b_out"] = ()
+    return shapes
+
+
 def _draw_params(
     net: Net, input_shape: tuple[int, ...], width: int, gen: torch.Generator, dense: bool
 ) -> dict[str, torch.Tensor]:
     """Standard normal parameters (float64, CPU) of one network, named ``w0, b0, ...``;
     with ``dense`` also the final ``Dense(1)`` (``w_out``, ``b_out``)."""
-    params: dict[str, torch.Tensor] = {}
-    fan = input_shape[0]
-    for layer in range(net.depth):
-        if net.conv:
-            shape = (width, fan, net.filter_size, net.filter_size)
-        else:
-            shape = (width, fan)
-        params[f"w{layer}"] = torch.randn(shape, generator=gen, dtype=torch.float64)
-        if net.bias_var > 0:
-            params[f"b{layer}"] = torch.randn(width, generator=gen, dtype=torch.float64)
-        fan = width
-    if dense:
-        params["w_out"] = torch.randn(_readout_size(net, input_shape, width), generator=gen,
-                                      dtype=torch.float64)
-        if net.bias_var > 0:
-            params["b_out"] = torch.randn((), generator=gen, dtype=torch.float64)
-    return params
+    return {name: torch.randn(shape, generator=gen, dtype=torch.float64)
+            for name, shape in _param_shapes(net, input_shape, width, dense).items()}
 
 
 def _readout_size(net: Net, input_shape: tuple[int, ...], width: int) -> int:
@@ -167,6 +174,18 @@ class MonteCarloNNGP(Approximation):
         per_sample = _readout_size(net, shape, self.budget) + int(bias_column)
         self.n_features_ = per_sample * self.opts["n_samples"]
 
+    def _state_shapes(self, state: dict[str, Any]) -> dict[str, Any]:
+        net, shape = self.kernel.net, tuple(state["input_shape_"])
+        n_samples = self.opts["n_samples"]
+        if not isinstance(state.get("params_"), list) or len(state["params_"]) != n_samples:
+            raise ValueError(f"state params_ must be a list of {n_samples} networks")
+        one = _param_shapes(net, shape, self.budget, dense=False)
+        bias_column = net.readout_dense and net.bias_var > 0
+        per_sample = _readout_size(net, shape, self.budget) + int(bias_column)
+        return {**{f"params_[{i}][{name}]": s for i in range(n_samples)
+                   for name, s in one.items()},
+                "n_features_": per_sample * n_samples}
+
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         net = self.kernel.net
         fitted = self.fitted_on(
@@ -220,6 +239,15 @@ class EmpiricalNTK(Approximation):
                                     generator(self.seed), dense=True)
         self.n_features_ = sum(p.numel() for p in self.params_.values())
 
+    def _state_shapes(self, state: dict[str, Any]) -> dict[str, Any]:
+        shapes = _param_shapes(self.kernel.net, tuple(state["input_shape_"]), self.budget,
+                               dense=True)
+        if not isinstance(state.get("params_"), dict) or set(state["params_"]) != set(shapes):
+            raise ValueError(f"state params_ must hold the network parameters "
+                             f"{', '.join(shapes)}")
+        return {**{f"params_[{name}]": s for name, s in shapes.items()},
+                "n_features_": sum(math.prod(s) for s in shapes.values())}
+
     # the Jacobian of a block of inputs: (len(x), n_params)
     def _jacobian(self, x: torch.Tensor) -> torch.Tensor:
         from torch.func import jacrev, vmap
@@ -244,8 +272,7 @@ class EmpiricalNTK(Approximation):
         jy = jx if y is None else self._jacobian(y)
         return jx @ jy.T
 
-    def diag(self, X: Any) -> torch.Tensor:
-        x = self.prepare(X)
+    def _diag(self, x: torch.Tensor) -> torch.Tensor:
         step = max(1, self._rows_per_block(x, get_memory_budget()))
         return torch.cat([self._jacobian(x[s : s + step]).square().sum(1)
                           for s in range(0, x.shape[0], step)])
@@ -256,8 +283,8 @@ class EmpiricalNTK(Approximation):
         if need > budget:
             raise ValueError(
                 f"the empirical NTK features of {x.shape[0]} inputs are a "
-                f"{x.shape[0]} x {self.n_features_} Jacobian: about {need / 2**30:.2f} GiB with "
-                f"its intermediates, more than the memory budget of {budget / 2**30:.2f} GiB; "
+                f"{x.shape[0]} x {self.n_features_} Jacobian: about {format_bytes(need)} with "
+                f"its intermediates, more than the memory budget of {format_bytes(budget)}; "
                 f"use gram() (tiled), fewer inputs at a time, or kz.set_memory_budget(...)"
             )
         return self._jacobian(x)

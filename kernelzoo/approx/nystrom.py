@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from kernelzoo.approx.base import Approximation, check_budget, generator
-from kernelzoo.ops.linalg import default_rel_clip, inv_sqrt_psd
+from kernelzoo.ops.linalg import check_eigen_options, default_rel_clip, inv_sqrt_psd
 
 __all__ = ["Nystrom", "nested_permutation"]
 
@@ -33,11 +33,12 @@ class Nystrom(Approximation):
         Given landmarks need no ``budget`` (it is their number ``m``); a
         budget given with them must equal ``m``.
     eps : float, default 0.0
-        Ridge added to the landmark Gram's eigenvalues.
+        Ridge added to the landmark Gram's eigenvalues (finite, >= 0).
     rel_clip : float, optional
-        Eigenvalues below ``rel_clip * max`` are clipped (default
+        Eigenvalues below ``rel_clip * max`` are clipped (in [0, 1); default
         :func:`~kernelzoo.ops.linalg.default_rel_clip`: 1e-12 for float64
-        inputs, 1e-6 for float32).
+        inputs, 1e-6 for float32). Both are checked at construction by
+        :func:`~kernelzoo.ops.linalg.check_eigen_options`.
     """
 
     method = "nystrom"
@@ -57,9 +58,9 @@ class Nystrom(Approximation):
                 raise ValueError("budget (number of landmarks) is required for nystrom")
         elif self.budget is not None and self.budget != len(lm):
             raise ValueError(f"budget={self.budget} but {len(lm)} landmarks were given")
-        eps = self.opts["eps"]
-        if not isinstance(eps, (int, float)) or eps < 0:
-            raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+        self.opts["eps"], self.opts["rel_clip"] = check_eigen_options(
+            self.opts["eps"], self.opts["rel_clip"]
+        )
 
     def _choose_landmarks(self, x: torch.Tensor) -> torch.Tensor:
         lm = self.opts["landmarks"]
@@ -94,6 +95,12 @@ class Nystrom(Approximation):
             kzz, eps=float(self.opts["eps"]), rel_clip=rel_clip
         ).cpu()
         self.n_features_ = z.shape[0]
+
+    def _state_shapes(self, state: dict[str, Any]) -> dict[str, Any]:
+        lm = self.opts["landmarks"]
+        m = self.budget if isinstance(lm, str) else len(lm)
+        shape = tuple(state["input_shape_"])
+        return {"landmarks_": (m, *shape), "normalization_": (m, m), "n_features_": m}
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         fitted = self.fitted_on(x, z=self.landmarks_, w=self.normalization_)

@@ -11,6 +11,7 @@ the CPU in float64 from ``seed`` and cast on use.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -48,6 +49,11 @@ class RandomFourierFeatures(Approximation):
         self.weights_ = self._directions(d, gen)
         self.offsets_ = torch.rand(self.budget, generator=gen, dtype=torch.float64) * (2 * math.pi)
         self.n_features_ = self.budget
+
+    def _state_shapes(self, state: dict[str, Any]) -> dict[str, Any]:
+        d = math.prod(state["input_shape_"])
+        return {"weights_": (self.budget, d), "offsets_": (self.budget,),
+                "n_features_": self.budget}
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         fitted = self.fitted_on(x, w=self.weights_, b=self.offsets_)
@@ -96,6 +102,15 @@ class ArcCosineFeatures(Approximation):
             for i in range(self.kernel.depth)
         ]
         self.n_features_ = self.budget
+
+    def _state_shapes(self, state: dict[str, Any]) -> dict[str, Any]:
+        dims = [math.prod(state["input_shape_"])] + [self.budget] * self.kernel.depth
+        shapes: dict[str, Any] = {f"weights_[{i}]": (dims[i + 1], dims[i])
+                                  for i in range(self.kernel.depth)}
+        if len(state.get("weights_", ())) != self.kernel.depth:
+            raise ValueError(f"state weights_ must hold {self.kernel.depth} matrices (one per "
+                             f"layer), got {len(state.get('weights_', ()))}")
+        return {**shapes, "n_features_": self.budget}
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         fitted = self.fitted_on(x, **{f"w{i}": w for i, w in enumerate(self.weights_)})

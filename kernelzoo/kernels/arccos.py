@@ -4,14 +4,22 @@
 composed ``depth`` times: ``k^(l+1)(x, y) = (1/pi) [k^(l)(x,x) k^(l)(y,y)]^(n/2)
 J_n(theta^(l))`` with ``k^(0) = x.y``. ``k = 0`` when either input is zero.
 
-Representable range of input scale s (the kernel scales like s^(2 n^depth)...):
-degree 0 is scale invariant; degree 1 is homogeneous of degree 2 at every
-depth (float64: s in 1e-15..1e15; float32: 1e-15..1e15 with ``|x|^2`` kept
-within float32's range); degree 2 grows like ``s^(2^(depth+1))`` (float64 at
-depth 1: 1e-15..1e15; float32 at depth 1: 1e-4..1e4).
+Any input scale: ``k(a x, b y) = (a b)^p k(x, y)`` with ``p`` 0, 1 or
+``2^depth`` for degrees 0, 1, 2, so every tile is evaluated on samples scaled
+to unit norm by powers of two and the scale is put back with ``ldexp``
+(:mod:`~kernelzoo.kernels.functional.extremes`): as row and column factors
+when every input's scale lies well inside the dtype's range (checked once per
+Gram), otherwise per entry; a value that does not fit the dtype is an
+``OverflowError``, never NaN.
+
+Without gradients a tile is one GEMM of unit rows into the tiler's buffer,
+then each layer's map in place on it (:func:`~kernelzoo.kernels.functional.dot.arccos_fn_`).
 """
 
 from __future__ import annotations
+
+import functools
+import math
 
 import torch
 
@@ -26,6 +34,12 @@ from kernelzoo.kernels.functional.dot import (
     set_unit_self_cosines,
 )
 from kernelzoo.kernels.base import Kernel, Param, check_int
+from kernelzoo.kernels.functional.extremes import (
+    times_power_of_two,
+    unit_samples,
+    unscale,
+    unscale_diag,
+)
 from kernelzoo.ops.tiling import tiled_gram
 
 __all__ = ["ArcCosine", "arccos_layers"]
@@ -101,14 +115,40 @@ class ArcCosine(Kernel):
     def _prepare(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return as_vectors(x, name)
 
+    @property
+    def homogeneity(self) -> int:
+        """``p`` with ``k(a x, b y) = (a b)^p k(x, y)`` for ``a, b > 0``: 0, 1 or ``2**depth``."""
+        return (0, 1, 2**self.depth)[self.degree]
+
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
-        return tiled_gram(self._block, x, y, budget, self._block_bytes, into=True)
+        grad = torch.is_grad_enabled() and (
+            x.requires_grad or (y is not None and y.requires_grad))
+        if grad:
+            return tiled_gram(self._block, x, y, budget, self._block_bytes, into=True)
+        # once per Gram (one host round trip): can the scale go back as row and column
+        # factors, or must every entry be rescaled by its own power of two?
+        exact = not _factors_fit(x, self.homogeneity) or (
+            y is not None and not _factors_fit(y, self.homogeneity))
+        block = functools.partial(self._block, exact_scale=exact)
+        return tiled_gram(block, x, y, budget, self._block_bytes, into=True)
 
     def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool,
-               out: torch.Tensor | None = None) -> torch.Tensor:
-        """One tile; without gradients written into ``out`` (a contiguous buffer) if given."""
-        if not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)):
-            return self._block_inplace(x, y, same, out)
+               out: torch.Tensor | None = None, exact_scale: bool = True) -> torch.Tensor:
+        """A tile evaluated on samples scaled to unit norm by powers of two (exact), the
+        scale put back at the end: squared norms cannot overflow or underflow where the
+        kernel value fits the dtype. Without gradients written into ``out`` (a
+        contiguous buffer) if given; ``exact_scale=False`` (inputs whose scales fit
+        as row and column factors, :func:`_factors_fit`) puts the scale back with two
+        broadcast products instead of one power of two per entry."""
+        xs, ex = unit_samples(x)
+        ys, ey = (xs, ex) if same else unit_samples(y)
+        if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
+            return unscale(self._unit_block(xs, ys, same), ex, ey, self.homogeneity)
+        return self._block_inplace(xs, ys, same, out, (ex, ey) if exact_scale else None,
+                                   (ex, ey))
+
+    def _unit_block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
+        """The differentiable tile of unit-scaled samples (out of place)."""
         kxx = x.square().sum(1)
         kyy = kxx if same else y.square().sum(1)
         c = cosine(x @ y.T, safe_sqrt(kxx), safe_sqrt(kyy))
@@ -120,17 +160,19 @@ class ArcCosine(Kernel):
         return _scale(f, kxx, kyy, self.degree, self.depth)
 
     def _block_inplace(self, x: torch.Tensor, y: torch.Tensor, same: bool,
-                       out: torch.Tensor | None) -> torch.Tensor:
-        """The tile without gradients: one GEMM of unit rows, then every layer's map in
-        place on the GEMM's output (two tile-sized buffers in all; three for degree 2).
+                       out: torch.Tensor | None, exact: tuple | None,
+                       exponents: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The tile of unit-scaled samples without gradients: one GEMM of unit rows, then
+        every layer's map in place on the GEMM's output (two tile-sized buffers in all;
+        three for degree 2), then the scale: per entry (``exact``: the exponents) or as
+        row and column factors.
 
         The first layer's entries with ``|c| > 1 - 1e-6`` are redone with Kahan's
         angle (:func:`refine_at`); on a diagonal tile the diagonal is exactly
-        ``k(x, x)``.
+        :meth:`_diag`.
         """
         nx = _norms(x)
         ny = nx if same else _norms(y)
-        kxx, kyy = nx * nx, ny * ny
         xh = safe_div(x, nx[:, None])  # zero rows stay zero: c = 0, then scaled by 0
         yh = xh if same else safe_div(y, ny[:, None])
         c = torch.mm(xh, yh.T, out=out) if out is not None else xh @ yh.T
@@ -146,26 +188,58 @@ class ArcCosine(Kernel):
                 c.div_(3.0)
             arccos_fn_(c, self.degree, work)
         del work
-        if self.degree == 0:
-            c.mul_((kxx > 0).to(c.dtype)[:, None]).mul_((kyy > 0).to(c.dtype)[None, :])
-        elif self.degree == 1:
-            c.mul_(nx[:, None]).mul_(ny[None, :])
-        else:
-            c.mul_(_diag_at_layer(kxx, 2, self.depth - 1)[:, None])
-            c.mul_(_diag_at_layer(kyy, 2, self.depth - 1)[None, :])
+        ex, ey = exponents
+        p = 0 if exact is not None else self.homogeneity
+        fx, fy = _factor(nx, self.degree, self.depth), _factor(ny, self.degree, self.depth)
+        c.mul_(times_power_of_two(fx, p * ex)[:, None])
+        c.mul_(times_power_of_two(fy, p * ey)[None, :])
+        if exact is not None:
+            torch.ldexp(c, self.homogeneity * (ex[:, None] + ey[None, :]), out=c)
         if same:
-            c.diagonal().copy_(_diag_at_layer(kxx, self.degree, self.depth))
+            c.diagonal().copy_(self._diag_of_unit(x, ex))
         return c
 
     def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
         """The tile, its transpose (symmetric Grams), one work buffer (two for degree 2),
-        the near-parallel mask (one byte an entry), unit rows and norms."""
+        the near-parallel mask (one byte an entry), scaled and unit rows."""
         item = x.element_size()
         tiles = 4 if self.degree == 2 else 3
-        return (item * tiles + 1) * n_rows * n_cols + item * (n_rows + n_cols) * (x.shape[1] + 4)
+        return (item * tiles + 1) * n_rows * n_cols + 2 * item * (n_rows + n_cols) * (
+            x.shape[1] + 4)
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            return _diag_at_layer(x.square().sum(1), self.degree, self.depth)
-        norms = _norms(x)  # as in a Gram's diagonal tiles, so that the two agree exactly
-        return _diag_at_layer(norms * norms, self.degree, self.depth)
+        xs, ex = unit_samples(x)
+        return self._diag_of_unit(xs, ex)
+
+    def _diag_of_unit(self, xs: torch.Tensor, ex: torch.Tensor) -> torch.Tensor:
+        """``k(x, x)`` from unit-scaled samples and their exponents (the Gram's diagonal)."""
+        return unscale_diag(_diag_at_layer(xs.square().sum(1), self.degree, self.depth), ex,
+                            self.homogeneity)
+
+
+def _factor(norms: torch.Tensor, degree: int, depth: int) -> torch.Tensor:
+    """Per-row factor of the last layer's ``f`` (unit-scaled samples): the nonzero mask
+    (degree 0), the norm (1), or ``k^(depth-1)(x, x)`` (2). Shape: ``(n,)`` -> ``(n,)``."""
+    if degree == 0:
+        return (norms > 0).to(norms.dtype)
+    if degree == 1:
+        return norms
+    return _diag_at_layer(norms * norms, 2, depth - 1)
+
+
+def _factors_fit(x: torch.Tensor, power: int) -> bool:
+    """Whether every row's scale ``2**(power e)`` (``e`` its power-of-two exponent) lies
+    well inside the dtype's exponent range (half of it, less a margin), so that the
+    tile's entries times a row factor times a column factor neither overflow nor
+    underflow where the result does not. One pass over ``x`` and one host round trip.
+
+    Shape: ``(n, d)``.
+    """
+    if power == 0:
+        return True
+    peak = x.detach().abs().amax(1)
+    _, e = torch.frexp(peak)
+    # the norm's exponent is within log2(sqrt(d)) + 1 above the largest entry's
+    spread = int(x.shape[1]).bit_length() // 2 + 2
+    limit = (math.frexp(torch.finfo(x.dtype).max)[1] - 16) // 2
+    return bool(power * (e.abs().max() + spread) <= limit)

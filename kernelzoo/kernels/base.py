@@ -21,7 +21,12 @@ import numpy as np
 import torch
 
 from kernelzoo import registry
-from kernelzoo._validation import as_tensor, check_pair, parse_memory_budget
+from kernelzoo._validation import (
+    as_tensor,
+    check_finite_result,
+    check_pair,
+    parse_memory_budget,
+)
 from kernelzoo._validation import check_int as _check_int
 from kernelzoo.ops.tiling import tiled_gram
 
@@ -65,12 +70,16 @@ class Param:
 
 
 def check_choice(*choices: Any) -> Callable[[Any, str], Any]:
+    """A ``Param`` check: one of ``choices`` (which it exposes as ``check.choices``, so that
+    tests and tools can enumerate a parameter's values, e.g. the fuzz suite)."""
+
     def check(value: Any, name: str) -> Any:
-        if value not in choices:
+        if isinstance(value, (list, dict)) or value not in choices:
             allowed = ", ".join(repr(c) for c in choices)
             raise ValueError(f"{name}={value!r} is not allowed; expected one of {allowed}")
         return value
 
+    check.choices = tuple(choices)  # type: ignore[attr-defined]
     return check
 
 
@@ -92,12 +101,45 @@ def check_positive(allow_zero: bool = False, allow_none: bool = False) -> Callab
 def check_int(
     minimum: int | None = None, choices: Sequence[int] | None = None, odd: bool = False
 ) -> Callable[[Any, str], int]:
-    """A ``Param`` check for integers (:func:`kernelzoo._validation.check_int`)."""
+    """A ``Param`` check for integers (:func:`kernelzoo._validation.check_int`); with
+    ``choices`` it exposes them as ``check.choices`` (as :func:`check_choice`)."""
 
     def check(value: Any, name: str) -> int:
         return _check_int(value, name, minimum=minimum, choices=choices, odd=odd)
 
+    if choices is not None:
+        check.choices = tuple(choices)  # type: ignore[attr-defined]
     return check
+
+
+def _plain(value: Any) -> Any:
+    """Python values for numpy/torch ones: arrays and tensors as (nested) lists, numpy
+    scalars as Python scalars, tuples as lists, so that a parameter always has a spec."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_literal(value: Any, name: str) -> None:
+    """A checked parameter value must be a spec literal (so that ``kz.kernel(k.spec) == k``)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        return
+    if isinstance(value, (list, tuple)):
+        for entry in value:
+            _check_literal(entry, name)
+        return
+    raise TypeError(
+        f"{name}={value!r} cannot be written in a spec string; give a number, a string, "
+        f"None, True/False or a list of those"
+    )
 
 
 def _literal(value: Any) -> str:
@@ -131,7 +173,8 @@ class Kernel:
     - ``Param.search`` / ``search_scale``: what the accuracy harness searches;
     - ``compare_variants``: the parameter overrides ``kernelzoo compare`` runs
       by default (``({},)``: the defaults only);
-    - ``is_conv``: whether inputs are images.
+    - ``is_conv``: whether inputs are images;
+    - ``homogeneity``: the degree ``p`` of ``k(a x, b y) = (a b)^p k(x, y)``, or None.
 
     Shape:
         - ``gram(X, Y)``: X ``(n, ...)``, Y ``(m, ...)`` -> ``(n, m)``
@@ -149,6 +192,11 @@ class Kernel:
     #: vector kernels flatten images; conv kernels need image structure (families
     #: whose layout depends on a parameter override this with a property)
     is_conv: bool = False
+    #: ``p`` with ``k(a x, b y) = (a b)^p k(x, y)`` for all ``a, b > 0`` (positively
+    #: homogeneous kernels), None otherwise; families whose homogeneity depends on
+    #: their parameters override this with a property. Read by the tests (scaled
+    #: inputs must give scaled Grams wherever they fit the dtype).
+    homogeneity: int | None = None
 
     def __init__(self, **kwargs: Any) -> None:
         names = [p.name for p in self.params]
@@ -160,9 +208,10 @@ class Kernel:
             )
         values: dict[str, Any] = {}
         for p in self.params:
-            value = kwargs.get(p.name, p.default)
+            value = _plain(kwargs.get(p.name, p.default))
             if p.check is not None:
                 value = p.check(value, p.name)
+            _check_literal(value, p.name)
             values[p.name] = value
         self._params = values
         self._check_params()
@@ -337,14 +386,21 @@ class Kernel:
         Returns
         -------
         torch.Tensor, ``(n, m)``
+            Finite: where the values do not fit the dtype (docs/INPUTS.md), an
+            ``OverflowError`` naming the inputs and the limit is raised instead.
         """
         budget = parse_memory_budget(memory_budget)
         x, y = self.prepare_pair(X, Y)
-        return self._evaluate(x, y, budget)
+        return check_finite_result(self._evaluate(x, y, budget), f"{self.family} gram",
+                                   {"X": x, "Y": y})
 
     def diag(self, X: Any) -> torch.Tensor:
-        """``k(X[i], X[i])`` for every row. Shape: ``(n, ...)`` -> ``(n,)``."""
-        return self._diag(self.prepare(X, "X"))
+        """``k(X[i], X[i])`` for every row (finite, or an ``OverflowError``).
+
+        Shape: ``(n, ...)`` -> ``(n,)``.
+        """
+        x = self.prepare(X, "X")
+        return check_finite_result(self._diag(x), f"{self.family} diag", {"X": x})
 
     __call__ = gram
 

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kernelzoo._validation import as_images, check_image_shape
+from kernelzoo._validation import as_images, check_image_shape, format_bytes
 from kernelzoo.kernels.functional.ckn_ops import (
     KAPPAS,
     LOG2E,
@@ -59,6 +59,7 @@ from kernelzoo.kernels.functional.ckn_ops import (
 )
 from kernelzoo.kernels.base import Kernel, Param, check_choice, check_int
 from kernelzoo.kernels.functional.distance import identical_rows as _identical_pairs
+from kernelzoo.kernels.functional.extremes import unit_samples, unscale, unscale_diag
 from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
 from kernelzoo.kernels.functional.dot import set_unit_self_cosines as _unit_diagonal
 
@@ -94,6 +95,8 @@ def _per_layer(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
             return [check(v, name) for v in value]
         return check(value, name)
 
+    if hasattr(check, "choices"):  # a per-layer choice exposes its values, as check_choice
+        per_layer.choices = check.choices  # type: ignore[attr-defined]
     return per_layer
 
 
@@ -174,6 +177,8 @@ class CKN(Kernel):
     )
     approximations = ("layerwise", "supervised", "nystrom")
     is_conv = True
+    #: every layer is homogeneous in its patch norms: k(a x, b y) = a b k(x, y)
+    homogeneity = 1
     #: non-expansive CKNs (``sigma=1``: kappa'(1) = 1) whose last pooling grows, for the
     #: stability harness: the bound's translation term falls as the last pooling grows
     stability_variants = (
@@ -449,8 +454,8 @@ class CKN(Kernel):
         per_pair = 3 * max(first, later)
         if per_pair > budget:
             warnings.warn(
-                f"ckn: one indivisible image pair needs {per_pair / 2**20:.1f} MiB, more than "
-                f"the memory budget of {budget / 2**20:.1f} MiB; running it anyway",
+                f"ckn: one indivisible image pair needs {format_bytes(per_pair)}, more than "
+                f"the memory budget of {format_bytes(budget)}; running it anyway",
                 RuntimeWarning, stacklevel=4,
             )
         first_block = max(1, budget // (2 * 3 * first))
@@ -492,6 +497,14 @@ class CKN(Kernel):
         return _Stats(norms=norms, diag=torch.cat(diags))
 
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
+        """The Gram of images scaled to unit norm by powers of two (exact), the scale put
+        back at the end: every layer is homogeneous in its patch norms, so ``k(a x, b y) =
+        a b k(x, y)``, and no squared norm overflows or underflows where k fits the dtype."""
+        xs, ex = unit_samples(x)
+        ys, ey = (None, ex) if y is None else unit_samples(y)
+        return unscale(self._evaluate_unit(xs, ys, budget), ex, ey)
+
+    def _evaluate_unit(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
         grad = torch.is_grad_enabled() and (
             x.requires_grad or (y is not None and y.requires_grad)
         )
@@ -557,6 +570,10 @@ class CKN(Kernel):
         return out
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
+        xs, e = unit_samples(x)
+        return unscale_diag(self._diag_unit(xs), e)
+
+    def _diag_unit(self, x: torch.Tensor) -> torch.Tensor:
         from kernelzoo._validation import get_memory_budget
 
         grad = torch.is_grad_enabled() and x.requires_grad

@@ -182,6 +182,16 @@ class InfiniteWidthKernel(Kernel):
     def is_conv(self) -> bool:  # type: ignore[override]
         return self._params["architecture"] == "conv"
 
+    @property
+    def homogeneity(self) -> int | None:  # type: ignore[override]
+        """1 for nets without bias whose activation is positively homogeneous of degree 1
+        (``k(a x, b y) = a b k(x, y)``), else None."""
+        homogeneous = getattr(self.net, "homogeneous", None)  # where Net says so itself
+        if homogeneous is None:
+            homogeneous = self._params["activation"] in ("relu", "abs") and not (
+                self._params["bias_std"])
+        return 1 if homogeneous else None
+
     def trainable_params(self) -> dict[str, str]:
         """``weight_std`` and, when the net has a bias, ``bias_std`` (fc only).
 

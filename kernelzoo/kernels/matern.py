@@ -20,24 +20,33 @@ normals, since ``2 nu`` is an integer here), which random Fourier features draw.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
 from kernelzoo._validation import as_vectors
 from kernelzoo.kernels.base import Kernel, Param, check_choice, check_positive
-from kernelzoo.kernels.functional.distance import neg_half_sq_distances
+from kernelzoo.kernels.functional.distance import neg_half_sq_distances, scaled_neg_half_sq
 from kernelzoo.kernels.functional.dot import safe_sqrt
+from kernelzoo.kernels.functional.extremes import common_exponent
+from kernelzoo.ops.tiling import tiled_gram
 
 __all__ = ["Matern"]
 
 _NUS = (0.5, 1.5, 2.5)
+#: scaled distances beyond this give k = 0 in float64 already (exp(-1e4) underflows), and
+#: clamping them keeps ``(1 + s + s^2/3) exp(-s)`` from becoming ``inf * 0``
+_R_MAX = 1e4
 
 
 def _check_nu(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be one of {_NUS}, got {value!r}")
     return float(check_choice(*_NUS)(float(value), name))
+
+
+_check_nu.choices = _NUS  # type: ignore[attr-defined]
 
 
 def matern_of_distance(r: torch.Tensor, nu: float) -> torch.Tensor:
@@ -78,10 +87,22 @@ class Matern(Kernel):
     def _prepare(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return as_vectors(x, name)
 
-    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
+        # once per Gram (it reads a maximum on the host): scale the inputs by a power of two?
+        exponent = common_exponent(x, x if y is None else y, self.lengthscale)
+        block = functools.partial(self._block, exponent=exponent)
+        return tiled_gram(block, x, y, budget, self._block_bytes)
+
+    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool,
+               exponent: int | None | str = "auto") -> torch.Tensor:
+        """One tile; ``exponent`` as for :meth:`RBF._block <kernelzoo.kernels.rbf.RBF._block>`."""
+        refine = math.sqrt(torch.finfo(x.dtype).eps)
+        v = scaled_neg_half_sq(x, y, same, self.lengthscale, refine=refine, exponent=exponent)
+        if v is not None:  # far from the origin: r may be inf, where k is 0
+            r = safe_sqrt(-2.0 * v).clamp_max(_R_MAX)
+            return matern_of_distance(r, self.nu)
         xs = x / self.lengthscale
         ys = xs if same else y / self.lengthscale
-        refine = math.sqrt(torch.finfo(x.dtype).eps)
         r = safe_sqrt(-2.0 * neg_half_sq_distances(xs, ys, same, refine=refine))
         return matern_of_distance(r, self.nu)
 

@@ -9,7 +9,30 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["default_rel_clip", "inv_sqrt_psd", "sym_eig"]
+from kernelzoo._validation import check_float
+
+__all__ = ["check_eigen_options", "default_rel_clip", "inv_sqrt_psd", "sym_eig"]
+
+
+def check_eigen_options(eps: object, rel_clip: object) -> tuple[float, float | None]:
+    """The regularisation of :func:`inv_sqrt_psd`, checked: ``(eps, rel_clip)``.
+
+    The one check of these options (Nyström, the CKN layers and approximations,
+    the gpytorch Nyström kernel): ``eps`` a finite number >= 0; ``rel_clip``
+    None (:func:`default_rel_clip`) or a finite number in [0, 1). ``rel_clip=0``
+    needs ``eps > 0``, else the zero eigenvalues of a singular landmark Gram
+    would be divided by. Raises a ``TypeError`` for non-numbers and a
+    ``ValueError`` for NaN, infinities and values out of range, naming the option.
+    """
+    eps_value = check_float(eps, "eps", minimum=0.0)
+    clip = check_float(rel_clip, "rel_clip", minimum=0.0, maximum=1.0, below_maximum=True,
+                       allow_none=True)
+    if clip == 0.0 and eps_value == 0.0:
+        raise ValueError(
+            "rel_clip=0 with eps=0 leaves the zero eigenvalues of a singular Gram unclipped "
+            "(their inverse square root is infinite); give rel_clip > 0 or eps > 0"
+        )
+    return eps_value, clip
 
 
 def default_rel_clip(dtype: torch.dtype) -> float:
@@ -63,7 +86,9 @@ class _InvSqrt(torch.autograd.Function):
         return evecs @ (inner * dd) @ evecs.mT, None, None
 
 
-def inv_sqrt_psd(s: torch.Tensor, eps: float = 0.0, rel_clip: float = 1e-12) -> torch.Tensor:
+def inv_sqrt_psd(
+    s: torch.Tensor, eps: float = 0.0, rel_clip: float | None = 1e-12
+) -> torch.Tensor:
     """``(S + eps I)^(-1/2)`` of a symmetric PSD matrix, eigenvalues clipped from below.
 
     Parameters
@@ -72,15 +97,17 @@ def inv_sqrt_psd(s: torch.Tensor, eps: float = 0.0, rel_clip: float = 1e-12) -> 
         Symmetric positive semi-definite (symmetrised before use).
     eps : float
         Ridge added to every eigenvalue (the Nyström/CKN regulariser).
-    rel_clip : float
+    rel_clip : float, optional
         Eigenvalues below ``rel_clip * max|eigenvalue|`` are raised to it
         (round-off makes PSD matrices slightly indefinite); those directions get
-        no gradient.
+        no gradient. None: :func:`default_rel_clip` of ``s``'s dtype. Both are
+        checked by :func:`check_eigen_options`.
 
     Shape: ``(p, p)`` -> ``(p, p)``.
     """
     if s.ndim != 2 or s.shape[0] != s.shape[1]:
         raise ValueError(f"s must be a square matrix, got shape {tuple(s.shape)}")
-    if eps < 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
-    return _InvSqrt.apply(s, float(eps), float(rel_clip))
+    eps, rel_clip = check_eigen_options(eps, rel_clip)
+    if rel_clip is None:
+        rel_clip = default_rel_clip(s.dtype)
+    return _InvSqrt.apply(s, eps, rel_clip)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
+from kernelzoo._validation import format_bytes
+
 __all__ = ["SYMMETRIC_TILE", "choose_tile", "symmetric_tile", "tile_ranges", "tiled_gram"]
 
 BlockFn = Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]
@@ -117,8 +119,8 @@ def tiled_gram(
     tr, tc, fits = choose_tile(n, m, budget, cost)
     if not fits:
         warnings.warn(
-            f"{desc}: one indivisible block needs {cost(1, 1) / 2**20:.1f} MiB, more than the "
-            f"memory budget of {budget / 2**20:.1f} MiB; running it anyway",
+            f"{desc}: one indivisible block needs {format_bytes(cost(1, 1))}, more than the "
+            f"memory budget of {format_bytes(budget)}; running it anyway",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -44,11 +44,11 @@ from kernelzoo.integrations.dask.loop import (
 )
 from kernelzoo.integrations.dask.stores import (
     check_foreign,
+    current_manifest,
     drop_corrupt,
     exclusive,
     open_or_create,
 )
-from kernelzoo.store import read_manifest
 
 __all__ = ["Layout", "StoreResult", "TorchThreadsPlugin", "features_to_store", "gram_to_store"]
 
@@ -133,7 +133,7 @@ def _run(model: Any, x: Any, y: Any, request: _Request) -> StoreResult:
     device = request.device or ("cuda" if xt.device.type == "cuda" else "auto")
     x_cpu = xt.detach().cpu().contiguous()
     y_cpu = None if yt is None else yt.detach().cpu().contiguous()
-    existing = read_manifest(path) if os.path.isdir(path) else None
+    existing = current_manifest(path)  # recovered from the journal where need be
     layout = plan(model, request.kind, x_cpu, y_cpu, request.tile, request.memory_budget,
                   existing)
     # refuse before touching anything; then decide again under the store's lock
@@ -143,8 +143,11 @@ def _run(model: Any, x: Any, y: Any, request: _Request) -> StoreResult:
         raise ValueError(layout.describe_difference(path, existing))
     os.makedirs(path, exist_ok=True)
     with exclusive(path):
-        manifest = open_or_create(path, layout)
-        n_corrupt = drop_corrupt(path, manifest) if request.verify and manifest["tiles"] else 0
+        manifest, unverified = open_or_create(path, layout)
+        # recovered chunks are verified whatever ``verify`` says
+        check = None if request.verify else unverified
+        n_corrupt = drop_corrupt(path, manifest, check) if manifest["tiles"] and (
+            check is None or check) else 0
         all_tasks = layout.tasks()
         done = manifest["tiles"]
         pending = [t for t in all_tasks if any(k not in done for k in layout.task_chunks(t))]

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from kernelzoo import registry
 from kernelzoo._io import fingerprint
 from kernelzoo.approx.base import Approximation
 from kernelzoo.kernels.base import Kernel
@@ -71,15 +72,21 @@ class Layout:
         return {name: getattr(self, name) for name in IDENTITY}
 
     def matches(self, manifest: dict[str, Any]) -> bool:
-        """Whether a store's manifest was written for this very computation."""
-        return all(manifest.get(k) == v for k, v in self.identity().items())
+        """Whether a store's manifest was written for this very computation.
+
+        Kernel specs are compared parsed, with defaults filled in
+        (:func:`kernelzoo.registry.same_kernel`), so a parameter added later with
+        a default does not invalidate a store; an approximation is compared by
+        method, settings and fitted state, not by the module path of its class.
+        """
+        return all(_same(k, manifest.get(k), v) for k, v in self.identity().items())
 
     def describe_difference(self, path: str, manifest: dict[str, Any]) -> str:
         """The refusal message for a store written for another computation."""
         diffs = []
         for field, now in self.identity().items():
             was = manifest.get(field)
-            if was == now:
+            if _same(field, was, now):
                 continue
             if field in ("x", "y"):
                 was = None if was is None else f"{was['shape']} {was['dtype']} {was['sha256'][:12]}"
@@ -125,6 +132,18 @@ class Layout:
         return sorted(tasks, key=lambda t: (-self.task_entries(t), t))
 
 
+def _same(field: str, was: Any, now: Any) -> bool:
+    """One identity field of a stored manifest against this run's."""
+    if field == "kernel" and isinstance(was, str) and isinstance(now, str):
+        return registry.same_kernel(was, now)
+    if field == "approximation" and isinstance(was, dict) and isinstance(now, dict):
+        def strip(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in d.items() if k != "class"}  # code may move
+
+        return strip(was) == strip(now)
+    return was == now
+
+
 def identify(model: Any) -> tuple[str, str, dict[str, Any] | None]:
     """``(kind of model, kernel spec, approximation identity or None)``."""
     if isinstance(model, Kernel):
@@ -140,7 +159,6 @@ def identify(model: Any) -> tuple[str, str, dict[str, Any] | None]:
             else:
                 h.update(repr(value).encode())
         approx = {
-            "class": f"{type(model).__module__}:{type(model).__qualname__}",
             "method": model.method,
             "budget": model.budget if not isinstance(model.budget, tuple) else list(model.budget),
             "seed": model.seed,

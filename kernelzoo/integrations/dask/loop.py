@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from kernelzoo.integrations.dask.layout import Layout
-from kernelzoo.store import require_zarr, tile_checksum, tile_key, write_manifest
+from kernelzoo.store import append_journal, require_zarr, tile_checksum, tile_key, write_manifest
 
 try:
     import distributed
@@ -239,12 +239,13 @@ def compute_pending(
         )
         try:
             for batch in distributed.as_completed(futures, timeout=remaining).batches():
-                failed, n_finished = None, 0
+                failed, n_finished, finished = None, 0, {}
                 for future in batch:
                     if future.status != "finished":
                         failed = failed or future
                         continue
                     _, checksums, times = future.result()
+                    finished.update(checksums)
                     tiles.update(checksums)
                     tally.task_seconds += times.wall
                     tally.task_cpu_seconds += times.cpu
@@ -252,6 +253,8 @@ def compute_pending(
                     tally.spans.append((times.pid, times.start, times.end))
                     n_finished += 1
                     future.release()
+                if finished:  # the journal first: a lost manifest is rebuilt from it
+                    append_journal(job.path, {"tiles": finished})
                 manifest["tiles"] = tiles
                 write_manifest(job.path, manifest)
                 tally.n_computed += n_finished

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -110,6 +111,37 @@ class ZooKernelBase(gpytorch.kernels.Kernel):
         self.n_evaluations = 0  # kernelzoo evaluations that missed the cache
         # kernel.dtype / .to(dtype) must work for kernels without parameters
         self.register_buffer("_dtype_anchor", torch.zeros(*self.batch_shape, 1))
+        # hyperparameter -> its exact initial value (float64), see _init_hyper
+        self._exact_hyper: dict[str, torch.Tensor] = {}
+
+    # -- hyperparameters: initial values exact in any dtype the model is cast to
+    def _init_hyper(self, name: str, value: Any) -> None:
+        """Set gpytorch's ``raw_<name>`` so that ``<name>`` is ``value`` (a float or a list).
+
+        The exact value is remembered: gpytorch creates parameters in the default
+        dtype (float32), so after ``model.double()`` an untrained hyperparameter
+        would keep its float32 rounding (about 1e-7 relative off the kernelzoo
+        kernel); :meth:`_apply` restores the exact value instead.
+        """
+        raw = getattr(self, f"raw_{name}")
+        constraint = getattr(self, f"raw_{name}_constraint")
+        exact = torch.as_tensor(value, dtype=torch.float64)
+        with torch.no_grad():
+            raw.copy_(constraint.inverse_transform(exact.to(raw.dtype)).expand_as(raw))
+        self._exact_hyper[name] = exact
+
+    def _apply(self, fn, *args: Any, **kwargs: Any):
+        out = super()._apply(fn, *args, **kwargs)
+        for name, exact in getattr(self, "_exact_hyper", {}).items():
+            raw = getattr(self, f"raw_{name}")
+            if raw.dtype != torch.float64:
+                continue
+            constraint = getattr(self, f"raw_{name}_constraint")
+            rounded = constraint.inverse_transform(exact.to(torch.float32)).to(raw)
+            if torch.equal(raw.detach(), rounded.expand_as(raw)):  # untrained since then
+                with torch.no_grad():
+                    raw.copy_(constraint.inverse_transform(exact.to(raw)).expand_as(raw))
+        return out
 
     # -- dtype: gpytorch reads it from the parameters; ours may have none
     @property
@@ -131,6 +163,28 @@ class ZooKernelBase(gpytorch.kernels.Kernel):
     @property
     def is_stationary(self) -> bool:
         return False
+
+    def _check_dtypes(self, x: torch.Tensor) -> None:
+        """Warn when the hyperparameters' dtype differs from the input's.
+
+        gpytorch's convention: the model's ``.double()`` casts every
+        hyperparameter. Left in float32 under float64 inputs they enter the Gram
+        rounded to float32 (about 1e-7 relative), silently; this says so instead.
+        """
+        if not x.is_floating_point():
+            return
+        dtypes = {p.dtype for p in self.parameters() if p.is_floating_point()}
+        other = sorted(str(d).replace("torch.", "") for d in dtypes if d != x.dtype)
+        if other:
+            warnings.warn(
+                f"{type(self).__name__} ({self.zoo_kernel.family}): the inputs are "
+                f"{str(x.dtype).replace('torch.', '')} but the hyperparameters are "
+                f"{', '.join(other)}, so they enter the kernel at that precision; cast the "
+                f"model or kernel to the inputs' dtype (gpytorch's convention: model.double() "
+                f"for float64 inputs)",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def clear_cache(self) -> None:
         """Forget cached Grams and features (after refitting an approximation yourself)."""

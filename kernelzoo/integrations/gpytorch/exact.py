@@ -103,6 +103,7 @@ class ExactKernel(ZooKernelBase):
         last_dim_is_batch: bool = False,
         **params: Any,
     ) -> torch.Tensor:
+        self._check_dtypes(x1)
         if last_dim_is_batch:
             x1, x2 = self._last_dim_as_batch(x1, x2)
         same = same_inputs(x1, x2)
@@ -186,7 +187,7 @@ class LengthscaleKernel(ExactKernel):
         (name,) = _only_trainable(zoo_kernel, "lengthscale")
         kwargs.setdefault("lengthscale_constraint", Positive())
         super().__init__(zoo_kernel.replace(**{name: 1.0}), **kwargs)
-        self.lengthscale = float(zoo_kernel.get_params()[name])
+        self._init_hyper("lengthscale", float(zoo_kernel.get_params()[name]))
 
     @property
     def is_stationary(self) -> bool:
@@ -219,8 +220,7 @@ class TrainableExactKernel(ExactKernel):
         raw = f"raw_{name}"
         self.register_parameter(raw, torch.nn.Parameter(torch.zeros(*self.batch_shape, 1)))
         self.register_constraint(raw, Positive())
-        constraint = getattr(self, f"{raw}_constraint")
-        self.initialize(**{raw: constraint.inverse_transform(torch.tensor(value))})
+        self._init_hyper(name, value)
 
     def trained_value(self, name: str) -> torch.Tensor:
         """The constrained value of the trained parameter ``name``, ``(*batch_shape, 1)``."""
@@ -238,6 +238,7 @@ class TrainableExactKernel(ExactKernel):
         return False
 
     def forward(self, x1, x2, diag=False, last_dim_is_batch=False, **params):
+        self._check_dtypes(x1)
         if last_dim_is_batch:
             x1, x2 = self._last_dim_as_batch(x1, x2)
         same = same_inputs(x1, x2)

@@ -84,6 +84,7 @@ class FeatureKernel(ZooKernelBase):
         last_dim_is_batch: bool = False,
         **params: Any,
     ):
+        self._check_dtypes(x1)
         if last_dim_is_batch:
             x1, x2 = self._last_dim_as_batch(x1, x2)
         same = same_inputs(x1, x2)
@@ -123,7 +124,7 @@ class ScaledFeatureKernel(FeatureKernel):
         kwargs.setdefault("lengthscale_constraint", Positive())
         super().__init__(approximation, **kwargs)
         self.fitted_lengthscale = float(approximation.kernel.get_params()[name])
-        self.lengthscale = self.fitted_lengthscale
+        self._init_hyper("lengthscale", self.fitted_lengthscale)
 
     def featurize(self, x: torch.Tensor) -> torch.Tensor:
         self._ensure_fitted(x)
@@ -169,6 +170,7 @@ class GramKernel(ZooKernelBase):
         self.approximation = approximation
 
     def forward(self, x1, x2, diag=False, last_dim_is_batch=False, **params):
+        self._check_dtypes(x1)
         if last_dim_is_batch:
             x1, x2 = self._last_dim_as_batch(x1, x2)
         same = same_inputs(x1, x2)

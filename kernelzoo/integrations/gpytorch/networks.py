@@ -43,7 +43,7 @@ class LayerwiseCKNKernel(FeatureKernel):
             sigma = sigma.expand(*self.batch_shape, len(self._exp_layers))
             self.register_parameter("raw_sigma", torch.nn.Parameter(torch.zeros_like(sigma)))
             self.register_constraint("raw_sigma", Positive())
-            self.initialize(raw_sigma=self.raw_sigma_constraint.inverse_transform(sigma))
+            self._init_hyper("sigma", sigma)
         if approximation.is_fitted:
             self._bind(torch.get_default_dtype(), torch.device("cpu"))
 

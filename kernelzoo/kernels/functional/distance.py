@@ -11,11 +11,19 @@ version of the package's rule that identical inputs give an exact angle 0).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from kernelzoo.kernels.functional.extremes import common_exponent, times_power_of_two
 from kernelzoo.kernels.functional.indices import masked_indices, write_masked
 
-__all__ = ["identical_rows", "neg_half_sq_distances", "refine_near_duplicates"]
+__all__ = [
+    "identical_rows",
+    "neg_half_sq_distances",
+    "refine_near_duplicates",
+    "scaled_neg_half_sq",
+]
 
 
 def refine_near_duplicates(
@@ -82,6 +90,42 @@ def neg_half_sq_distances(
     if same:
         v.fill_diagonal_(0.0)
     return v
+
+
+def scaled_neg_half_sq(
+    x: torch.Tensor, y: torch.Tensor, same: bool, lengthscale: float,
+    refine: float | None = None, exponent: int | None | str = "auto",
+) -> torch.Tensor | None:
+    """``-|x - y|^2 / (2 lengthscale^2)`` for inputs whose squares would overflow, else None.
+
+    When ``|x| / lengthscale`` is so large (or the lengthscale so small) that
+    the squared distances of :func:`neg_half_sq_distances` would overflow into
+    ``inf - inf = NaN``, both inputs are divided by one power of two (exactly),
+    the distances computed in those units, and the factor ``(2**e /
+    lengthscale)^2`` applied at the end, saturating at ``-inf`` (a kernel value
+    of 0) where the true value is below the dtype's range. None means the
+    plain evaluation is safe (the caller does it, unchanged). ``exponent``: that
+    power of two when the caller has found it already (:func:`common_exponent` of
+    the whole Gram's inputs, once: it reads a maximum on the host), None for the
+    plain evaluation, ``"auto"`` to find it here.
+
+    Shape: ``x (n, d)``, ``y (m, d)`` -> ``(n, m)`` or None.
+    """
+    if exponent == "auto":
+        exponent = common_exponent(x, y, lengthscale)
+    if exponent is None:
+        return None
+    xs = times_power_of_two(x, -exponent)
+    ys = xs if same else times_power_of_two(y, -exponent)
+    v = neg_half_sq_distances(xs, ys, same, refine)
+    try:
+        factor = math.ldexp(1.0, exponent) / lengthscale
+    except OverflowError:  # pragma: no cover - floats saturate to inf instead
+        factor = math.inf
+    # below every representable distance the product is -inf anyway; a finite factor
+    # keeps exact zeros (identical points) at 0 instead of 0 * inf = NaN
+    factor = min(factor, torch.finfo(x.dtype).max)
+    return v * factor * factor
 
 
 def _augmented(x: torch.Tensor, side: str) -> torch.Tensor:
