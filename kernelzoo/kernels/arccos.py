@@ -35,6 +35,7 @@ from kernelzoo.kernels.functional.dot import (
 )
 from kernelzoo.kernels.base import Kernel, Param, check_int
 from kernelzoo.kernels.functional.extremes import (
+    rows_times_power_of_two,
     times_power_of_two,
     unit_samples,
     unscale,
@@ -140,12 +141,13 @@ class ArcCosine(Kernel):
         contiguous buffer) if given; ``exact_scale=False`` (inputs whose scales fit
         as row and column factors, :func:`_factors_fit`) puts the scale back with two
         broadcast products instead of one power of two per entry."""
-        xs, ex = unit_samples(x)
-        ys, ey = (xs, ex) if same else unit_samples(y)
         if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
+            xs, ex = unit_samples(x)
+            ys, ey = (xs, ex) if same else unit_samples(y)
             return unscale(self._unit_block(xs, ys, same), ex, ey, self.homogeneity)
-        return self._block_inplace(xs, ys, same, out, (ex, ey) if exact_scale else None,
-                                   (ex, ey))
+        rows_x = _unit_rows(x)
+        rows_y = rows_x if same else _unit_rows(y)
+        return self._block_inplace(rows_x, rows_y, same, out, exact_scale)
 
     def _unit_block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
         """The differentiable tile of unit-scaled samples (out of place)."""
@@ -159,44 +161,41 @@ class ArcCosine(Kernel):
             f = arccos_layers(f if self.degree < 2 else f / 3.0, self.degree, self.depth - 1)
         return _scale(f, kxx, kyy, self.degree, self.depth)
 
-    def _block_inplace(self, x: torch.Tensor, y: torch.Tensor, same: bool,
-                       out: torch.Tensor | None, exact: tuple | None,
-                       exponents: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """The tile of unit-scaled samples without gradients: one GEMM of unit rows, then
-        every layer's map in place on the GEMM's output (two tile-sized buffers in all;
-        three for degree 2), then the scale: per entry (``exact``: the exponents) or as
-        row and column factors.
+    def _block_inplace(self, rows_x: tuple, rows_y: tuple, same: bool,
+                       out: torch.Tensor | None, exact: bool) -> torch.Tensor:
+        """The tile without gradients, from unit rows, scaled norms and exponents
+        (:func:`_unit_rows`): one GEMM of unit rows, then every layer's map in place on
+        the GEMM's output (two tile-sized buffers in all; three for degree 2), then the
+        scale: per entry (``exact``) or as row and column factors.
 
         The first layer's entries with ``|c| > 1 - 1e-6`` are redone with Kahan's
         angle (:func:`refine_at`); on a diagonal tile the diagonal is exactly
         :meth:`_diag`.
         """
-        nx = _norms(x)
-        ny = nx if same else _norms(y)
-        xh = safe_div(x, nx[:, None])  # zero rows stay zero: c = 0, then scaled by 0
-        yh = xh if same else safe_div(y, ny[:, None])
+        (xh, nx, ex), (yh, ny, ey) = rows_x, rows_y
         c = torch.mm(xh, yh.T, out=out) if out is not None else xh @ yh.T
         c.clamp_(-1.0, 1.0)
         if same:
             c.fill_diagonal_(1.0)
         work = torch.empty_like(c)
         near = arccos_fn_(c, self.degree, work, near_tol=1e-6)
-        refine_at(x, y, near, c, self.degree)
+        if same:  # the diagonal is set below
+            near.fill_diagonal_(False)
+        refine_at(xh, yh, near, c, self.degree)
         del near
         for _ in range(self.depth - 1):
             if self.degree == 2:
                 c.div_(3.0)
             arccos_fn_(c, self.degree, work)
         del work
-        ex, ey = exponents
-        p = 0 if exact is not None else self.homogeneity
+        p = 0 if exact else self.homogeneity
         fx, fy = _factor(nx, self.degree, self.depth), _factor(ny, self.degree, self.depth)
         c.mul_(times_power_of_two(fx, p * ex)[:, None])
         c.mul_(times_power_of_two(fy, p * ey)[None, :])
-        if exact is not None:
+        if exact:
             torch.ldexp(c, self.homogeneity * (ex[:, None] + ey[None, :]), out=c)
         if same:
-            c.diagonal().copy_(self._diag_of_unit(x, ex))
+            c.diagonal().copy_(self._diag_of_norms(nx, ex))
         return c
 
     def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
@@ -208,13 +207,34 @@ class ArcCosine(Kernel):
             x.shape[1] + 4)
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
-        xs, ex = unit_samples(x)
-        return self._diag_of_unit(xs, ex)
+        if torch.is_grad_enabled() and x.requires_grad:
+            xs, ex = unit_samples(x)
+            return unscale_diag(_diag_at_layer(xs.square().sum(1), self.degree, self.depth),
+                                ex, self.homogeneity)
+        _, norms, ex = _unit_rows(x)
+        return self._diag_of_norms(norms, ex)
 
-    def _diag_of_unit(self, xs: torch.Tensor, ex: torch.Tensor) -> torch.Tensor:
-        """``k(x, x)`` from unit-scaled samples and their exponents (the Gram's diagonal)."""
-        return unscale_diag(_diag_at_layer(xs.square().sum(1), self.degree, self.depth), ex,
+    def _diag_of_norms(self, norms: torch.Tensor, ex: torch.Tensor) -> torch.Tensor:
+        """``k(x, x)`` from the scaled norms and exponents of :func:`_unit_rows` (as a
+        Gram's diagonal tiles set it, so that the two agree exactly)."""
+        return unscale_diag(_diag_at_layer(norms * norms, self.degree, self.depth), ex,
                             self.homogeneity)
+
+
+def _unit_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x / |x|, s, e)`` with ``|x| = s 2**e``, ``s`` in [0.5, 1) (0 for a zero row), no
+    gradients: the largest entry brought to [0.5, 1) by a power of two (exact), then one
+    norm and one division; no intermediate overflows or underflows.
+
+    Shape: ``(n, d)`` -> ``(n, d)``, ``(n,)``, ``(n,)`` int64.
+    """
+    _, e_peak = torch.frexp(x.abs().amax(1))
+    e_peak = e_peak.to(torch.int64)
+    scaled = rows_times_power_of_two(x, -e_peak)
+    norms = torch.linalg.vector_norm(scaled, dim=1)
+    unit = safe_div(scaled.view_as(x), norms[:, None])
+    mantissa, e_norm = torch.frexp(norms)
+    return unit, mantissa, e_peak + e_norm.to(torch.int64)
 
 
 def _factor(norms: torch.Tensor, degree: int, depth: int) -> torch.Tensor:

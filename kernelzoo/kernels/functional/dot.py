@@ -228,12 +228,12 @@ def refine_at(
     rows, cols, found = masked_indices(near, 4 * (near.shape[0] + near.shape[1]))
     if rows.numel() == 0:
         return
-    xh = safe_div(x, x.norm(dim=1, keepdim=True))
-    yh = safe_div(y, y.norm(dim=1, keepdim=True))
     chunk = max(1, (1 << 24) // max(1, x.shape[1]))
     for start in range(0, rows.numel(), chunk):
         r, q = rows[start : start + chunk], cols[start : start + chunk]
-        a, b = xh[r], yh[q]
+        a, b = x[r], y[q]
+        a = safe_div(a, a.norm(dim=1, keepdim=True))  # only the rows needed
+        b = safe_div(b, b.norm(dim=1, keepdim=True))
         theta = 2.0 * torch.atan2((a - b).norm(dim=1), (a + b).norm(dim=1))
         write_masked(f, r, q, arccos_fn_theta(theta, degree), found)
 
