@@ -8,6 +8,8 @@ itself only tiles on or above the diagonal are computed and mirrored.
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import warnings
 from collections.abc import Callable
 
@@ -113,8 +115,10 @@ def tiled_gram(
         x.requires_grad or (y is not None and y.requires_grad)
     )
 
+    workers = _tile_workers(x, into and not grad)
+
     def cost(r: int, c: int) -> int:
-        return block_bytes(r, c, x)
+        return workers * block_bytes(r, c, x)  # every worker holds a tile at once
 
     tr, tc, fits = choose_tile(n, m, budget, cost)
     if not fits:
@@ -128,24 +132,73 @@ def tiled_gram(
     if symmetric:
         tr = tc = symmetric_tile(n, min(tr, tc))
         ranges = tile_ranges(n, tr)
-        jobs = [(a, b) for i, a in enumerate(ranges) for b in ranges[i:]]
+        # off-diagonal tiles (twice the work of a diagonal one) first: a balanced end
+        jobs = [(a, b) for i, a in enumerate(ranges) for b in ranges[i + 1:]]
+        jobs += [(a, a) for a in ranges]
     else:
         jobs = [(a, b) for a in tile_ranges(n, tr) for b in tile_ranges(m, tc)]
-    buffers = None if grad else _Buffers(tr, tc, out)
+    fill = _Fill(block, x, y, out, into, grad, (tr, tc))
     show = progress if progress is not None else (len(jobs) >= 64)
-    for (r0, r1), (c0, c1) in tqdm(jobs, desc=desc, disable=(not show) or None, leave=False):
+    bar = tqdm(total=len(jobs), desc=desc, disable=(not show) or None, leave=False)
+    try:
+        if workers == 1 or len(jobs) == 1:
+            for job in jobs:
+                fill(job)
+                bar.update()
+        else:
+            _fill_in_threads(fill, jobs, workers, bar)
+    finally:
+        bar.close()
+    return out
+
+
+def _tile_workers(x: torch.Tensor, eligible: bool) -> int:
+    """Threads that evaluate tiles side by side: torch's thread count on the CPU for blocks
+    that write into buffers without gradients, else 1 (tiles in turn, each op threaded).
+
+    Each tile then runs on one thread in its own core's cache, with no barrier between
+    the many elementwise operations of a tile (on a loaded machine every barrier of a
+    threaded operation can cost a scheduler time slice).
+    """
+    if not eligible or x.device.type != "cpu":
+        return 1
+    return max(1, torch.get_num_threads())
+
+
+class _Fill:
+    """Evaluates one tile job into the output (and its mirror), with per-thread buffers."""
+
+    def __init__(self, block: Callable, x: torch.Tensor, y: torch.Tensor | None,
+                 out: torch.Tensor, into: bool, grad: bool, tile: tuple[int, int]) -> None:
+        self.block, self.x, self.y, self.out = block, x, y, out
+        self.into, self.grad, self.tile = into, grad, tile
+        self._local = threading.local()
+
+    def _buffers(self) -> _Buffers | None:
+        if self.grad:
+            return None
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = _Buffers(*self.tile, self.out)
+        return buffers
+
+    def __call__(self, job: tuple[tuple[int, int], tuple[int, int]]) -> None:
+        (r0, r1), (c0, c1) = job
+        block, x, out = self.block, self.x, self.out
+        symmetric = self.y is None
         same = symmetric and r0 == c0
-        yt = x[c0:c1] if symmetric else y[c0:c1]
-        if not into:
+        yt = x[c0:c1] if symmetric else self.y[c0:c1]
+        buffers = self._buffers()
+        if not self.into:
             tile_k = block(x[r0:r1], yt, same)
         elif buffers is None:
             tile_k = block(x[r0:r1], yt, same, None)
-        elif not symmetric and c1 - c0 == m:  # whole rows: the output slice is contiguous
+        elif not symmetric and c1 - c0 == out.shape[1]:  # whole rows: a contiguous slice
             target = out[r0:r1]
             tile_k = block(x[r0:r1], yt, same, target)
             if tile_k is not target:
                 target.copy_(tile_k)
-            continue
+            return
         else:
             tile_k = block(x[r0:r1], yt, same, buffers.tile(r1 - r0, c1 - c0))
         if not symmetric:
@@ -167,7 +220,24 @@ def tiled_gram(
             else:
                 target.copy_(tile_k)
                 out[c0:c1, r0:r1] = mirror
-    return out
+
+
+def _fill_in_threads(fill: _Fill, jobs: list, workers: int, bar) -> None:
+    """``fill`` every job on ``workers`` threads, each running torch on one thread.
+
+    ``torch.set_num_threads`` is process-wide: the calling thread's count is put
+    back when the tiles are done (the caller waits meanwhile).
+    """
+    threads = torch.get_num_threads()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, initializer=torch.set_num_threads, initargs=(1,),
+        ) as pool:
+            for future in concurrent.futures.as_completed([pool.submit(fill, j) for j in jobs]):
+                future.result()
+                bar.update()
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Buffers:

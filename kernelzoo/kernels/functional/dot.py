@@ -125,19 +125,19 @@ def arccos_fn_(
         near = None if near_tol is None else torch.abs(c, out=a) > 1.0 - near_tol
         torch.sub(one, c.arccos_(), alpha=1.0 / _PI, out=c)
         return near
-    torch.sub(c.new_full((), _PI), torch.arccos(c, out=a), out=a)  # pi - theta
-    if degree == 1:  # (sqrt(1 - c^2) + (pi - theta) c) / pi
+    torch.sub(one, torch.arccos(c, out=a), alpha=1.0 / _PI, out=a)  # (pi - theta) / pi
+    if degree == 1:  # sqrt(1 - c^2) / pi + c (pi - theta) / pi; exactly 1 at c = 1
         a.mul_(c)
         torch.addcmul(one, c, c, value=-1.0, out=c)  # 1 - c^2, >= 0 for |c| <= 1
         near = None if sin2_tol is None else c < sin2_tol
-        c.sqrt_().add_(a).div_(_PI)
+        torch.add(a, c.sqrt_(), alpha=1.0 / _PI, out=c)
         return near
-    # degree 2: (3 c sqrt(1 - c^2) + (pi - theta)(1 + 2 c^2)) / pi
+    # degree 2: 3 c sqrt(1 - c^2) / pi + (1 + 2 c^2) (pi - theta) / pi
     b = torch.addcmul(one, c, c, value=2.0)
     a.mul_(b)
     torch.addcmul(one, c, c, value=-1.0, out=b)
     near = None if sin2_tol is None else b < sin2_tol
-    torch.addcmul(a, c, b.sqrt_(), value=3.0, out=c).div_(_PI)
+    torch.addcmul(a, c, b.sqrt_(), value=3.0 / _PI, out=c)
     return near
 
 
