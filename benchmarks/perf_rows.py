@@ -490,11 +490,25 @@ def memory_section(args: argparse.Namespace) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- registry
+def _keeps_threads(section: Callable[[argparse.Namespace], list[str]]):
+    """The section, putting torch's thread count back afterwards (rows set their own)."""
+
+    def run(args: argparse.Namespace) -> list[str]:
+        threads = torch.get_num_threads()
+        try:
+            return section(args)
+        finally:
+            torch.set_num_threads(threads)
+
+    run.__doc__ = section.__doc__
+    return run
+
+
 SECTIONS = {
-    "gram": gram_section,
-    "ckn": ckn_section,
-    "dask": dask_section,
-    "memory": memory_section,
+    "gram": _keeps_threads(gram_section),
+    "ckn": _keeps_threads(ckn_section),
+    "dask": _keeps_threads(dask_section),
+    "memory": _keeps_threads(memory_section),
 }
 
 

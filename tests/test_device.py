@@ -45,7 +45,7 @@ def test_host_waits_do_not_grow_with_tiles(case: Case, device_path):
             grams[budget] = _gram(model, x, budget)
         counts[budget] = counter.ops
     assert counts["1GB"] == counts[TINY]
-    assert sum(counts[TINY].values()) <= 8, counts  # a few per call, none per tile
+    assert sum(counts[TINY].values()) <= 12, counts  # a few per call, none per tile
     torch.testing.assert_close(grams[TINY], grams["1GB"], rtol=1e-10, atol=1e-12)
 
 

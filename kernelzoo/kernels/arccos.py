@@ -122,10 +122,6 @@ class ArcCosine(Kernel):
         return (0, 1, 2**self.depth)[self.degree]
 
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
-        grad = torch.is_grad_enabled() and (
-            x.requires_grad or (y is not None and y.requires_grad))
-        if grad:
-            return tiled_gram(self._block, x, y, budget, self._block_bytes, into=True)
         # once per Gram (one host round trip): can the scale go back as row and column
         # factors, or must every entry be rescaled by its own power of two?
         exact = not _factors_fit(x, self.homogeneity) or (
@@ -144,7 +140,8 @@ class ArcCosine(Kernel):
         if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
             xs, ex = unit_samples(x)
             ys, ey = (xs, ex) if same else unit_samples(y)
-            return unscale(self._unit_block(xs, ys, same), ex, ey, self.homogeneity)
+            return unscale(self._unit_block(xs, ys, same), ex, ey, self.homogeneity,
+                           exact=exact_scale)
         rows_x = _unit_rows(x)
         rows_y = rows_x if same else _unit_rows(y)
         return self._block_inplace(rows_x, rows_y, same, out, exact_scale)

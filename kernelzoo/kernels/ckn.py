@@ -504,33 +504,45 @@ class CKN(Kernel):
     def _pairs_per_block(self, plan: _Plan, x: torch.Tensor, budget: int) -> int:
         """Pairs per block; sets ``plan.first_block``, the pairs per first-layer sub-block.
 
-        Working memory is about three copies of each Gram. On the CPU, a first-layer
-        sub-block stays under ``_CPU_BLOCK_BYTES`` and a block's later Grams under
+        The budget is split: a quarter for the first-layer sub-block (its Gram,
+        about three copies with the pooling's outputs), half for the block (per
+        pair: the gathered first-layer rows of both images and about three copies
+        of the largest later Gram), a quarter for the tiles' first-layer data
+        (:meth:`_images_per_tile`). On the CPU, a first-layer sub-block also stays
+        under ``_CPU_BLOCK_BYTES`` and a block's later Grams under
         ``_CPU_LATER_BYTES`` (cache); on a GPU only the budget bounds them.
         """
-        first, later = self._gram_bytes(plan, x.element_size())
-        per_pair = 3 * max(first, later)
+        item = x.element_size()
+        first, later = self._gram_bytes(plan, item)
+        h, w = plan.sizes[0]
+        gathered = 2 * h * w * self._first_dim(x) * item
+        per_pair = 3 * first + gathered + 3 * later
         if per_pair > budget:
             warnings.warn(
                 f"ckn: one indivisible image pair needs {format_bytes(per_pair)}, more than "
                 f"the memory budget of {format_bytes(budget)}; running it anyway",
                 RuntimeWarning, stacklevel=4,
             )
-        first_block = max(1, budget // (2 * 3 * first))
-        block = max(1, budget // (2 * 3 * max(later, 1)))
+        first_block = max(1, budget // (4 * 3 * first))
+        block = max(1, budget // (2 * (gathered + 3 * later)))
         if x.device.type == "cpu":
             first_block = min(first_block, max(1, _CPU_BLOCK_BYTES // first))
             block = min(block, max(1, _CPU_LATER_BYTES // max(later, 1)))
         first_block = int(min(first_block, _MAX_PAIRS_PER_BLOCK))
-        block = int(min(max(block, first_block), _MAX_PAIRS_PER_BLOCK))
+        block = int(min(block, _MAX_PAIRS_PER_BLOCK))
         plan.first_block = min(first_block, block)
         return block
 
+    def _first_dim(self, x: torch.Tensor) -> int:
+        """Columns of a first-layer patch matrix (with the two of the fused ``exp``)."""
+        return x.shape[1] * self.filter_size[0] ** 2 + 2
+
     def _images_per_tile(self, x: torch.Tensor, budget: int) -> int:
+        """Images per tile: their first-layer data (rows and columns, and the copies
+        made while building it) within a quarter of the budget."""
         h, w = x.shape[2:]
-        dim = x.shape[1] * self.filter_size[0] ** 2 + 2
-        per_image = 2 * h * w * dim * x.element_size()
-        return max(1, min(x.shape[0], budget // (4 * per_image)))
+        per_image = h * w * self._first_dim(x) * x.element_size()
+        return max(1, min(x.shape[0], budget // (4 * 4 * per_image)))
 
     # ------------------------------------------------------------------ evaluation
     def _first_norms(self, x: torch.Tensor) -> torch.Tensor:
@@ -609,7 +621,7 @@ class CKN(Kernel):
         if not grad:
             # identical images get exactly k(x, x), as on a Gram's diagonal (arccos0 passes
             # on the sqrt(eps) error of arccos at a rounded cosine of 1)
-            ix, iy = _identical_pairs(x, y_imgs)
+            ix, iy = _identical_pairs(x, y_imgs, budget)
             out[ix, iy] = stats_x.diag[ix]
         return out
 

@@ -143,7 +143,9 @@ def _augmented(x: torch.Tensor, side: str) -> torch.Tensor:
     return out
 
 
-def identical_rows(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def identical_rows(
+    x: torch.Tensor, y: torch.Tensor, budget: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices ``(i, j)`` with ``x[i]`` equal to ``y[j]``, entry for entry.
 
     Kernels whose evaluation of a pair of distinct but identical inputs is not
@@ -152,6 +154,7 @@ def identical_rows(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
     Candidates come from two cheap fingerprints (compared with a tolerance, so
     that rounding differences between rows cannot hide a match), then are
     checked exactly; O(n m) numbers in chunks of rows, next to O(n m) image pairs.
+    ``budget``: bytes the chunks may hold at once (default: about 2**22 pairs).
 
     Shape: ``x (n, ...)``, ``y (m, ...)`` -> two index tensors ``(k,)``.
     """
@@ -162,7 +165,10 @@ def identical_rows(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
     abs_x, abs_y = fx.abs().sum(1), fy.abs().sum(1)
     eps, tiny = torch.finfo(x.dtype).eps, torch.finfo(x.dtype).tiny
     rows, cols = [], []
-    chunk = max(1, (1 << 22) // max(1, fy.shape[0]))
+    # a chunk's pair holds two differences, a tolerance and three booleans
+    per_pair = 3 * x.element_size() + 3
+    pairs = (1 << 22) if budget is None else max(1, budget // per_pair)
+    chunk = max(1, pairs // max(1, fy.shape[0]))
     for r0 in range(0, fx.shape[0], chunk):
         diff = (prints_x[r0:r0 + chunk, None] - prints_y[None, :]).abs()
         tol = 128 * eps * (abs_x[r0:r0 + chunk, None] + abs_y[None, :]) + tiny

@@ -24,6 +24,7 @@ import torch
 
 __all__ = [
     "common_exponent",
+    "factors_fit",
     "rows_times_power_of_two",
     "times_power_of_two",
     "unit_samples",
@@ -107,19 +108,46 @@ def rows_times_power_of_two(flat: torch.Tensor, e: torch.Tensor) -> torch.Tensor
 
 
 def unscale(
-    k: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor, power: int = 1
+    k: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor, power: int = 1,
+    exact: bool | None = None,
 ) -> torch.Tensor:
     """``k[i, j] * 2**(power (ex[i] + ey[j]))``: a homogeneous kernel's scale put back.
 
     Overflow gives ``inf`` (which the caller turns into an ``OverflowError``),
-    underflow 0; a zero entry stays 0.
+    underflow 0; a zero entry stays 0. When every ``power e`` lies within half
+    the dtype's exponent range (less a margin: :func:`factors_fit`), the scale
+    goes back as a row and a column factor (two broadcast products, in place
+    without gradients); otherwise per entry (``ldexp`` with an ``(n, m)``
+    exponent tensor). ``exact``: True forces the per-entry path, False the
+    factors, None decides (reading the exponents' range on the host).
 
     Shape: ``(n, m)``, ``(n,)``, ``(m,)`` -> ``(n, m)``.
     """
     if power == 0:
         return k
-    total = power * (ex.to(k.device)[:, None] + ey.to(k.device)[None, :])
-    return times_power_of_two(k, total)
+    ex, ey = power * ex.to(k.device), power * ey.to(k.device)
+    if exact is None:
+        exact = not factors_fit(torch.cat([ex, ey]), k.dtype)
+    if exact:
+        return times_power_of_two(k, ex[:, None] + ey[None, :])
+    fx = torch.ldexp(torch.ones(ex.shape, dtype=k.dtype, device=k.device), ex)[:, None]
+    fy = torch.ldexp(torch.ones(ey.shape, dtype=k.dtype, device=k.device), ey)[None, :]
+    if torch.is_grad_enabled() and k.requires_grad:
+        return k * fx * fy
+    return k.mul_(fx).mul_(fy)
+
+
+def factors_fit(e: torch.Tensor, dtype: torch.dtype, margin: int = 16) -> bool:
+    """Whether every ``2**e`` lies within half of ``dtype``'s exponent range, less
+    ``margin``: then values of moderate size times a row and a column factor neither
+    overflow nor underflow where the product does not. One host round trip.
+
+    Shape: ``e`` any (integers).
+    """
+    if e.numel() == 0:
+        return True
+    limit = (math.frexp(torch.finfo(dtype).max)[1] - margin) // 2
+    return bool(e.abs().max() <= limit)
 
 
 def unscale_diag(d: torch.Tensor, e: torch.Tensor, power: int = 1) -> torch.Tensor:
