@@ -17,7 +17,9 @@ On a machine with one CUDA GPU (finishes in a few minutes):
    match the CPU's on sampled rows;
 5. the issue's GPU goals: exact CKN pairs/s at 28x28 (>= 50000 on an H100-class
    card) and seconds per entry of a 21-layer conv NTK (GAP, 32x32x3, float32;
-   neural-tangents publishes 2.70 ms on a V100), default compilation policy.
+   neural-tangents publishes 2.70 ms on a V100), default compilation policy
+   (the sweeps of 1 run eager, ``KERNELZOO_COMPILE=0``: a compilation per
+   family, shape, dtype and size would not fit the minutes).
 
 TF32 is off everywhere (``torch.backends.cuda.matmul.allow_tf32 = False``,
 cuDNN too, matmul precision "highest"): TF32 keeps 10 mantissa bits (relative
@@ -32,6 +34,7 @@ The report (Markdown) names the device; the exit status is 1 if a check fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -342,7 +345,7 @@ def report(setup: Setup, parts: dict, seconds: float) -> str:
         + f"); every check {'passed' if ok else '**did not pass**'}.",
         "", f"GPU tests (`pytest -m gpu`): {parts['tests']['summary']}", "",
         "## Gram throughput (pairs/s = n^2 / seconds; n doubled until a call took "
-        f"{setup.target} s or reached a cap)", "",
+        f"{setup.target} s or reached a cap; eager: `KERNELZOO_COMPILE=0`)", "",
         ("| family | input | dtype | GPU pairs/s (n) | CPU pairs/s (n) | GPU / CPU "
          "| GPU vs CPU rel. |"),
         "|---|---|---|---:|---:|---:|---:|",
@@ -395,9 +398,31 @@ def all_ok(parts: dict) -> bool:
             and parts["tiling"]["ok"])
 
 
+@contextlib.contextmanager
+def eager():
+    """``KERNELZOO_COMPILE=0`` inside: the sweeps time eager code (a compilation per
+    family, shape, dtype and size would not fit the run's minutes); the goal row keeps
+    the default policy."""
+    saved = os.environ.get("KERNELZOO_COMPILE")
+    os.environ["KERNELZOO_COMPILE"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("KERNELZOO_COMPILE", None)
+        else:
+            os.environ["KERNELZOO_COMPILE"] = saved
+
+
 def _families(setup: Setup, parts: dict) -> list[dict]:
-    rows, parts["agreement"] = family_rows(setup)
+    with eager():
+        rows, parts["agreement"] = family_rows(setup)
     return rows
+
+
+def _layerwise(setup: Setup) -> list[dict]:
+    with eager():
+        return layerwise_rows(setup)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         ("tests", lambda: {"summary": "skipped (--skip-tests)", "ok": True} if args.skip_tests
          else gpu_tests(setup)),
         ("families", lambda: _families(setup, parts)),
-        ("layerwise", lambda: layerwise_rows(setup)),
+        ("layerwise", lambda: _layerwise(setup)),
         ("memory", lambda: memory_rows(setup)),
         ("tiling", lambda: tiling_row(setup)),
         ("goals", lambda: goal_rows(setup, parts["families"])),
