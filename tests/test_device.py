@@ -154,3 +154,32 @@ def test_cuda_seed_gives_the_cpu_approximation(case: Case):
     a_gpu = case.model(x.cuda(), labels.cuda(), seed=5)
     tol = 1e-8 if case.method in ("nystrom", "layerwise") else 1e-12
     assert _rel(a_gpu.gram(x.cuda()), a_cpu.gram(x)) < tol
+
+
+# ----------------------------------------------------------------------------- scaling paths
+def test_scale_factors_equal_the_per_entry_scale():
+    """Power-of-two scales put back as row and column factors equal the per-entry
+    ``ldexp`` where the exponents fit; exponents near the dtype's range take the
+    per-entry path (no overflowing factor)."""
+    from kernelzoo.kernels.functional.extremes import (
+        factors_fit,
+        rows_times_power_of_two,
+        unscale,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    k = torch.rand(5, 4, generator=g, dtype=torch.float32) + 0.5
+    ex, ey = torch.tensor([-30, 0, 3, 40, 7]), torch.tensor([2, -9, 25, 0])
+    assert factors_fit(torch.cat([ex, ey]), torch.float32)
+    assert torch.equal(unscale(k.clone(), ex, ey, 1, exact=False),
+                       unscale(k.clone(), ex, ey, 1, exact=True))
+    big = torch.tensor([100, -120, 0, 0, 0])
+    assert not factors_fit(big, torch.float32)
+    out = unscale(k.clone(), big, ey)  # decides: per entry
+    assert torch.equal(out, torch.ldexp(k, big[:, None] + ey[None, :]))
+    # rows brought to [0.5, 1) by two exact products, even from subnormal or huge rows
+    rows = torch.tensor([[1e-44, 0.0], [3e38, -1e38], [0.75, 0.25]], dtype=torch.float32)
+    e = torch.frexp(rows.abs().amax(1))[1].to(torch.int64)
+    scaled = rows_times_power_of_two(rows, -e)
+    assert torch.equal(scaled, torch.ldexp(rows.double(), -e[:, None]).float())
+    assert bool(((scaled.abs().amax(1) >= 0.5) & (scaled.abs().amax(1) < 1)).all())

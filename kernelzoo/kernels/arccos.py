@@ -62,11 +62,6 @@ def arccos_layers(c: torch.Tensor, degree: int, depth: int) -> torch.Tensor:
     return f
 
 
-def _norms(x: torch.Tensor) -> torch.Tensor:
-    """Row norms ``|x_i|`` (one pass, no temporary), no gradients. Shape: ``(n, d) -> (n,)``."""
-    return torch.linalg.vector_norm(x, dim=1)
-
-
 def _diag_update(kxx: torch.Tensor, degree: int) -> torch.Tensor:
     """k^(l+1)(x, x) from k^(l)(x, x): theta = 0, where f_0 = f_1 = 1 and f_2 = 3."""
     if degree == 0:

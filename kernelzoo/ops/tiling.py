@@ -62,14 +62,18 @@ def tile_ranges(n: int, tile: int) -> list[tuple[int, int]]:
     return [(s, min(s + tile, n)) for s in range(0, n, tile)]
 
 
-def symmetric_tile(n: int, fit: int) -> int:
+def symmetric_tile(n: int, fit: int, device: torch.device | None = None) -> int:
     """Side of the square tiles of a Gram of ``n`` inputs with themselves.
 
-    At most ``fit`` (what the budget allows) and at most :data:`SYMMETRIC_TILE`,
-    so that most of the lower triangle is skipped and a tile's elementwise map
-    runs while its GEMM output is still in cache.
+    At most ``fit`` (what the budget allows). On the CPU at most
+    :data:`SYMMETRIC_TILE`, so that most of the lower triangle is skipped and a
+    tile's elementwise map runs while its GEMM output is still in cache; on an
+    accelerator (where every tile costs kernel launches) a quarter of ``n``,
+    at least :data:`SYMMETRIC_TILE`.
     """
-    return max(1, min(fit, n, SYMMETRIC_TILE))
+    if device is None or device.type == "cpu":
+        return max(1, min(fit, n, SYMMETRIC_TILE))
+    return max(1, min(fit, n, max(SYMMETRIC_TILE, -(-n // 4))))
 
 
 def tiled_gram(
@@ -130,7 +134,7 @@ def tiled_gram(
         )
     out = torch.empty((n, m), dtype=x.dtype, device=x.device)
     if symmetric:
-        tr = tc = symmetric_tile(n, min(tr, tc))
+        tr = tc = symmetric_tile(n, min(tr, tc), x.device)
         ranges = tile_ranges(n, tr)
         # off-diagonal tiles (twice the work of a diagonal one) first: a balanced end
         jobs = [(a, b) for i, a in enumerate(ranges) for b in ranges[i + 1:]]
