@@ -138,6 +138,42 @@ def test_tiles_respect_the_budget():
     assert choose_tile(10, 10, 1, lambda r, c: 8 * r * c)[2] is False
 
 
+def test_tiles_on_threads_equal_tiles_in_turn():
+    """With torch on several threads, buffer-writing tiles run side by side (one torch
+    thread each); the Gram is the same, the caller's thread count comes back, every
+    worker holds its own tile (so a tile gets budget / threads), and a failing tile
+    still raises."""
+    import threading
+
+    x = torch.randn(300, 5, dtype=torch.float64)
+    seen, names = [], set()
+
+    def block(a, b, same, out):
+        seen.append(len(a) * len(b))
+        names.add((threading.current_thread().name, torch.get_num_threads()))
+        return a @ b.T if out is None else torch.mm(a, b.T, out=out)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        both = tiled_gram(block, x, None, 8 * 3 * 4000, lambda r, c, _: 8 * 3 * r * c, into=True)
+        assert torch.get_num_threads() == 2
+        assert max(seen) <= 2000 and len(seen) > 2  # 2 workers x 3 tiles of 8 bytes each
+        assert names and all(count == 1 for _, count in names)  # torch on one thread each
+
+        def broken(a, b, same, out):
+            raise RuntimeError("tile failed")
+
+        with pytest.raises(RuntimeError, match="tile failed"):
+            tiled_gram(broken, x, None, 8 * 3 * 4000, lambda r, c, _: 8 * 3 * r * c, into=True)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    one = tiled_gram(block, x, None, 8 * 3 * 4000, lambda r, c, _: 8 * 3 * r * c, into=True)
+    torch.testing.assert_close(both, one, rtol=1e-15, atol=1e-15)
+    assert torch.equal(both, both.T)
+
+
 def test_indivisible_block_warns():
     x = torch.randn(5, 3, dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="indivisible block"):

@@ -56,7 +56,7 @@ def run_tiny(kernels, harnesses, **changes) -> tuple[dict[str, pd.DataFrame], Ru
 class _Exploding(RBF):
     """An rbf whose Gram raises: stands for a family that breaks at run time."""
 
-    def _block(self, x, y, same):
+    def _block(self, x, y, same, out=None, **options):
         raise RuntimeError("boom in _block")
 
 

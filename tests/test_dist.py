@@ -131,6 +131,10 @@ def test_stored_gram_equals_in_memory(address, tmp_path):
         timeout=RUN_TIMEOUT,
     )
     assert result.symmetric and result.n_tasks == 10 and result.n_computed == 10
+    # one span per task, within the run; the task threads' CPU is part of the processes'
+    assert len(result.task_spans) == 10
+    assert all(start <= end for _, start, end in result.task_spans)
+    assert 0 < result.task_thread_cpu_seconds <= result.task_cpu_seconds + 1e-3
     expected = k.gram(x).numpy()
     stored = load_store(result)
     assert stored.dtype == np.float64
@@ -191,6 +195,21 @@ def test_float32_and_features_store(address, tmp_path):
     refit = k.approximate("rff", budget=16, seed=1).fit(x)
     with pytest.raises(ValueError, match="fitted approximation"):
         features_to_store(refit, x, tmp_path / "F.zarr", scheduler=address, progress=False)
+
+
+def test_tasks_run_longest_first():
+    """Tiles with the most entries first (a diagonal tile of a symmetric Gram counts its
+    upper triangle), so the small ones fill the tail; row-major within a cost."""
+    from kernelzoo.integrations.dask.layout import Layout
+
+    layout = Layout(kind="gram", kernel=SPEC, approximation=None, x=None, y=None,
+                    symmetric=True, shape=[100, 100], dtype="float64", tile=[40, 40])
+    order = layout.schedule(list(reversed(layout.tasks())))
+    assert order == [(0, 1), (0, 0), (1, 1), (0, 2), (1, 2), (2, 2)]
+    assert [layout.task_entries(t) for t in order] == [1600, 820, 820, 800, 800, 210]
+    cross = Layout(kind="gram", kernel=SPEC, approximation=None, x=None, y=None,
+                   symmetric=False, shape=[50, 30], dtype="float64", tile=[40, 40])
+    assert cross.schedule(cross.tasks()) == [(0, 0), (1, 0)]
 
 
 def test_incomplete_store_is_refused_by_readers(tmp_path):

@@ -270,9 +270,9 @@ def test_gram_symmetry_exploited_when_y_is_none():
     k = kz.kernel("rbf")
     orig = k._block
 
-    def spy(x, y, same):
+    def spy(x, y, same, out=None, **options):
         calls.append((len(x), len(y)))
-        return orig(x, y, same)
+        return orig(x, y, same, out, **options)
 
     k._block = spy
     x = np.random.default_rng(0).standard_normal((2048, 4))

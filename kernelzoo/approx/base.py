@@ -77,6 +77,14 @@ def check_budget(budget: Any, name: str = "budget") -> int:
     return check_int(budget, name, positive=True)
 
 
+def _product_tile(a: torch.Tensor, b: torch.Tensor, same: bool,
+                  out: torch.Tensor | None) -> torch.Tensor:
+    """``a @ b.T``, into ``out`` when given and nothing needs gradients (a tiling block)."""
+    if out is None or a.requires_grad or b.requires_grad:
+        return a @ b.T
+    return torch.mm(a, b.T, out=out)
+
+
 class Approximation:
     """Base class of approximate kernels.
 
@@ -161,8 +169,9 @@ class Approximation:
         return 2 * x.element_size() * int(getattr(self, "n_features_", 1))
 
     def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
-        """Working memory of one tile: the tile and the features of its rows and columns."""
-        return x.element_size() * n_rows * n_cols + (n_rows + n_cols) * self._row_bytes(x)
+        """Working memory of one tile: the tile, its transpose (symmetric Grams) and the
+        features of its rows and columns."""
+        return 2 * x.element_size() * n_rows * n_cols + (n_rows + n_cols) * self._row_bytes(x)
 
     # ------------------------------------------------------------------ public
     def __repr__(self) -> str:
@@ -336,8 +345,9 @@ class Approximation:
             fx = self._features(x)
             fy = None if y is None else self._features(y)
             item = fx.element_size()
-            return tiled_gram(lambda a, b, same: a @ b.T, fx, fy, budget - held,
-                              lambda r, c, _: item * r * c, desc=desc)
+            # the tile and its transpose (symmetric Grams)
+            return tiled_gram(_product_tile, fx, fy, budget - held,
+                              lambda r, c, _: 2 * item * r * c, desc=desc, into=True)
         return tiled_gram(
             lambda a, b, same: self._gram_block(a, None if same else b),
             x, y, budget, self._block_bytes, desc=desc,

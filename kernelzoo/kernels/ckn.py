@@ -141,6 +141,49 @@ class _Stats:
     diag: torch.Tensor  # (n,)
 
 
+class _Workspace:
+    """Buffers reused by every block of one evaluation without gradients (no allocation
+    per block: a fresh block-sized tensor costs page faults once freed memory has gone
+    back to the system), one per name, grown to the largest size asked."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A contiguous tensor of ``shape`` (contents undefined) on ``like``'s device/dtype."""
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < size:
+            buf = self._buffers[name] = like.new_empty(size)
+        return buf[:size].view(shape)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What every block of one Gram evaluation shares."""
+
+    plan: _Plan
+    block: int  # pairs per block
+    grad: bool
+    symmetric: bool
+    stats_x: _Stats
+    stats_y: _Stats
+    work: _Workspace | None  # None with gradients
+
+
+@dataclasses.dataclass
+class _TilePairs:
+    """The pairs of one tile: first-layer data of its rows and columns, and the pairs'
+    indices within the tile (``ix``, ``iy``) and offsets in the Gram (``r0``, ``c0``)."""
+
+    left: tuple
+    right: tuple
+    ix: torch.Tensor
+    iy: torch.Tensor
+    r0: int
+    c0: int
+
+
 #: kappa'(1) of each dot-product function (given sigma, used by ``exp`` only)
 _KAPPA_SLOPE_AT_ONE = {
     "exp": lambda sigma: 1.0 / (sigma * sigma),
@@ -392,14 +435,15 @@ class CKN(Kernel):
         return out.mul_(nx[:, :, None]).mul_(ny[:, None, :])
 
     def _first_stage(self, plan: _Plan, left: tuple, right: tuple, grad: bool,
-                     self_pairs: bool) -> torch.Tensor:
+                     self_pairs: bool, work: _Workspace | None = None) -> torch.Tensor:
         """The first layer's mapped Gram, pooled if a second layer follows, in sub-blocks.
 
         Sub-blocks of ``plan.first_block`` pairs keep the largest Gram (the first
         layer's, before pooling) in cache on the CPU; later layers then run on the
         whole block, which amortises the many small operations over more pairs.
         Before pooling, the second image's positions may be padded with ignored
-        columns (:func:`channel_padding`).
+        columns (:func:`channel_padding`). With ``work`` (no gradients) the Gram
+        buffer and the pooled block come from the workspace.
 
         Shape: ``(B, H_1, W_1, H_1, W_1)`` (pooled: ``(B, H_2, W_2, H_2, W_2)``).
         """
@@ -411,10 +455,15 @@ class CKN(Kernel):
             right = tuple(F.pad(a, (0, 0, 0, pad)) if a.dim() == 3 else F.pad(a, (0, pad))
                           for a in right)
         step = min(plan.first_block, b)
-        buffer = None
+        buffer, dest = None, None
         # the buffer is reused across sub-blocks: only when pooling copies out of it
         if self._fused_exp(grad) and pool is not None:
-            buffer = left[0].new_empty(step, h * w, h * w + pad)
+            shape = (step, h * w, h * w + pad)
+            buffer = (work.get("gram", shape, left[0]) if work is not None
+                      else left[0].new_empty(shape))
+        if work is not None and pool is not None:
+            h2, w2 = plan.sizes[1]
+            dest = work.get("pooled", (b, h2, w2, h2, w2), left[0])
         parts = []
         for s0 in range(0, b, step):
             sl = slice(s0, s0 + step)
@@ -422,16 +471,24 @@ class CKN(Kernel):
             out = buffer[: left_sb[0].shape[0]] if buffer is not None else None
             m = self._first_map(left_sb, right_sb, grad, self_pairs, out)
             m = m.reshape(m.shape[0], h, w, h * w + pad)
-            parts.append(pool(m) if pool is not None else m.reshape(-1, h, w, h, w))
+            if dest is not None:
+                dest[sl].copy_(pool(m))
+            else:
+                parts.append(pool(m) if pool is not None else m.reshape(-1, h, w, h, w))
+        if dest is not None:
+            return dest
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def _pair_values(self, plan: _Plan, left: tuple, right: tuple, norms_x, norms_y, grad: bool):
-        """Kernel values of a block of B pairs; ``norms_x=None``: self pairs, norms collected.
+    def _pair_values(self, plan: _Plan, left: tuple, right: tuple, norms: tuple | None,
+                     grad: bool, work: _Workspace | None = None):
+        """Kernel values of a block of B pairs; ``norms`` (of the rows' and the columns'
+        images, per layer) None: self pairs, norms collected. ``work``: the workspace
+        (no gradients).
 
         Returns ``(values (B,), norms of layers >= 2 (list of (B, H_k, W_k)))``.
         """
-        self_pairs = norms_x is None
-        m = self._first_stage(plan, left, right, grad, self_pairs)
+        self_pairs = norms is None
+        m = self._first_stage(plan, left, right, grad, self_pairs, work)
         b = m.shape[0]
         collected = []
         last = self.n_layers - 1
@@ -439,14 +496,15 @@ class CKN(Kernel):
             pool = plan.pools[k - 1]
             if pool is not None and k > 1:
                 m = pool(m)
-            kp = patch_sum_pairs(m, self.filter_size[k])
-            if norms_x is None:
+            scratch = None if work is None else work.get(f"patch{k}", tuple(m.shape), m)
+            kp = patch_sum_pairs(m, self.filter_size[k], scratch)
+            if norms is None:
                 hk, wk = plan.sizes[k]
                 sq = kp.reshape(b, hk * wk, hk * wk).diagonal(dim1=1, dim2=2).reshape(b, hk, wk)
                 nx = ny = safe_sqrt(sq.clamp_min(0.0) if grad else sq.clamp_min(0.0).clone())
                 collected.append(nx)
             else:
-                nx, ny = norms_x[k], norms_y[k]
+                nx, ny = norms[0][k], norms[1][k]
             if not grad and k == last:
                 return self._last_layer_values(plan, k, kp, nx, ny, self_pairs), collected
             m = self._map(k, kp, nx, ny, grad, self_pairs)
@@ -463,39 +521,59 @@ class CKN(Kernel):
     def _pairs_per_block(self, plan: _Plan, x: torch.Tensor, budget: int) -> int:
         """Pairs per block; sets ``plan.first_block``, the pairs per first-layer sub-block.
 
-        Working memory is about three copies of each Gram. On the CPU, a first-layer
-        sub-block stays under ``_CPU_BLOCK_BYTES`` and a block's later Grams under
+        The budget is split: a quarter for the first-layer sub-block (its Gram,
+        about three copies with the pooling's outputs), half for the block (per
+        pair: the gathered first-layer rows of both images and about three copies
+        of the largest later Gram), a quarter for the tiles' first-layer data
+        (:meth:`_images_per_tile`). On the CPU, a first-layer sub-block also stays
+        under ``_CPU_BLOCK_BYTES`` and a block's later Grams under
         ``_CPU_LATER_BYTES`` (cache); on a GPU only the budget bounds them.
         """
-        first, later = self._gram_bytes(plan, x.element_size())
-        per_pair = 3 * max(first, later)
+        item = x.element_size()
+        first, later = self._gram_bytes(plan, item)
+        h, w = plan.sizes[0]
+        gathered = 2 * h * w * self._first_dim(x) * item
+        per_pair = 3 * first + gathered + 3 * later
         if per_pair > budget:
             warnings.warn(
                 f"ckn: one indivisible image pair needs {format_bytes(per_pair)}, more than "
                 f"the memory budget of {format_bytes(budget)}; running it anyway",
                 RuntimeWarning, stacklevel=4,
             )
-        first_block = max(1, budget // (2 * 3 * first))
-        block = max(1, budget // (2 * 3 * max(later, 1)))
+        first_block = max(1, budget // (4 * 3 * first))
+        block = max(1, budget // (2 * (gathered + 3 * later)))
         if x.device.type == "cpu":
             first_block = min(first_block, max(1, _CPU_BLOCK_BYTES // first))
             block = min(block, max(1, _CPU_LATER_BYTES // max(later, 1)))
         first_block = int(min(first_block, _MAX_PAIRS_PER_BLOCK))
-        block = int(min(max(block, first_block), _MAX_PAIRS_PER_BLOCK))
+        block = int(min(block, _MAX_PAIRS_PER_BLOCK))
         plan.first_block = min(first_block, block)
         return block
 
+    def _first_dim(self, x: torch.Tensor) -> int:
+        """Columns of a first-layer patch matrix (with the two of the fused ``exp``)."""
+        return x.shape[1] * self.filter_size[0] ** 2 + 2
+
     def _images_per_tile(self, x: torch.Tensor, budget: int) -> int:
+        """Images per tile: their first-layer data (rows and columns, and the copies
+        made while building it) within a quarter of the budget."""
         h, w = x.shape[2:]
-        dim = x.shape[1] * self.filter_size[0] ** 2 + 2
-        per_image = 2 * h * w * dim * x.element_size()
-        return max(1, min(x.shape[0], budget // (4 * per_image)))
+        per_image = h * w * self._first_dim(x) * x.element_size()
+        return max(1, min(x.shape[0], budget // (4 * 4 * per_image)))
 
     # ------------------------------------------------------------------ evaluation
-    def _stats(self, x: torch.Tensor, plan: _Plan, block: int, tile: int, grad: bool) -> _Stats:
-        """Patch norms of every layer and ``k(x, x)``, by one pass over the pairs (x_i, x_i)."""
-        f = self.filter_size[0]
-        first_norms = safe_sqrt(patch_norms_from_diag(x.square().sum(1), f))
+    def _first_norms(self, x: torch.Tensor) -> torch.Tensor:
+        """Norms of the first layer's patches: ``(n, C, H, W)`` -> ``(n, H, W)``."""
+        return safe_sqrt(patch_norms_from_diag(x.square().sum(1), self.filter_size[0]))
+
+    def _stats(self, x: torch.Tensor, plan: _Plan, sizes: tuple[int, int], grad: bool,
+               work: _Workspace | None = None) -> _Stats:
+        """Patch norms of every layer and ``k(x, x)``, by one pass over the pairs (x_i, x_i).
+
+        ``sizes``: ``(pairs per block, images per tile)``.
+        """
+        block, tile = sizes
+        first_norms = self._first_norms(x)
         layer_norms: list[list[torch.Tensor]] = [[] for _ in range(self.n_layers - 1)]
         diags = []
         for t0 in range(0, x.shape[0], tile):
@@ -505,7 +583,8 @@ class CKN(Kernel):
             for b0 in range(0, t1 - t0, block):
                 sl = slice(b0, min(b0 + block, t1 - t0))
                 value, norms = self._pair_values(
-                    plan, tuple(a[sl] for a in left), tuple(a[sl] for a in right), None, None, grad
+                    plan, tuple(a[sl] for a in left), tuple(a[sl] for a in right), None, grad,
+                    work,
                 )
                 diags.append(value)
                 for k, nk in enumerate(norms):
@@ -529,8 +608,10 @@ class CKN(Kernel):
         block = self._pairs_per_block(plan, x, budget)
         tile = self._images_per_tile(x, budget)
         symmetric = y is None
-        stats_x = self._stats(x, plan, block, tile, grad)
-        stats_y = stats_x if symmetric else self._stats(y, plan, block, tile, grad)
+        work = None if grad else _Workspace()
+        stats_x = self._stats(x, plan, (block, tile), grad, work)
+        stats_y = stats_x if symmetric else self._stats(y, plan, (block, tile), grad, work)
+        run = _Run(plan, block, grad, symmetric, stats_x, stats_y, work)
         y_imgs = x if symmetric else y
         n, m = x.shape[0], y_imgs.shape[0]
         out = torch.zeros(n, m, dtype=x.dtype, device=x.device)
@@ -553,36 +634,32 @@ class CKN(Kernel):
                         torch.arange(r1 - r0, device=x.device),
                         torch.arange(c1 - c0, device=x.device),
                     ).unbind(1)
-                out = self._fill(out, plan, left, right, ix, iy, r0, c0, stats_x, stats_y,
-                                 block, grad, symmetric)
+                out = self._fill(out, run, _TilePairs(left, right, ix, iy, r0, c0))
         if not grad:
             # identical images get exactly k(x, x), as on a Gram's diagonal (arccos0 passes
             # on the sqrt(eps) error of arccos at a rounded cosine of 1)
-            ix, iy = _identical_pairs(x, y_imgs)
+            ix, iy = _identical_pairs(x, y_imgs, budget)
             out[ix, iy] = stats_x.diag[ix]
         return out
 
-    def _fill(self, out, plan, left, right, ix, iy, r0, c0, stats_x, stats_y, block, grad,
-              symmetric):
-        """Evaluate the pairs ``(ix, iy)`` of one tile in blocks and write them into ``out``."""
-        for b0 in range(0, ix.numel(), block):
-            bx, by = ix[b0:b0 + block], iy[b0:b0 + block]
-            gx, gy = bx + r0, by + c0
+    def _fill(self, out: torch.Tensor, run: _Run, pairs: _TilePairs) -> torch.Tensor:
+        """Evaluate the pairs of one tile in blocks and write them into ``out`` (and their
+        mirror for a symmetric Gram); returns ``out`` (a new tensor with gradients)."""
+        for b0 in range(0, pairs.ix.numel(), run.block):
+            bx, by = pairs.ix[b0:b0 + run.block], pairs.iy[b0:b0 + run.block]
+            gx, gy = bx + pairs.r0, by + pairs.c0
+            norms = ([nk[gx] for nk in run.stats_x.norms], [nk[gy] for nk in run.stats_y.norms])
             values, _ = self._pair_values(
-                plan,
-                tuple(a[bx] for a in left),
-                tuple(a[by] for a in right),
-                [nk[gx] for nk in stats_x.norms],
-                [nk[gy] for nk in stats_y.norms],
-                grad,
+                run.plan, tuple(a[bx] for a in pairs.left), tuple(a[by] for a in pairs.right),
+                norms, run.grad, run.work,
             )
-            if grad:
+            if run.grad:
                 out = out.index_put((gx, gy), values)
-                if symmetric:
+                if run.symmetric:
                     out = out.index_put((gy, gx), values)
             else:
                 out.index_put_((gx, gy), values)
-                if symmetric:
+                if run.symmetric:
                     out.index_put_((gy, gx), values)
         return out
 
@@ -596,7 +673,5 @@ class CKN(Kernel):
         grad = torch.is_grad_enabled() and x.requires_grad
         plan = self._plan(x)
         budget = get_memory_budget()
-        return self._stats(
-            x, plan, self._pairs_per_block(plan, x, budget), self._images_per_tile(x, budget),
-            grad,
-        ).diag
+        sizes = (self._pairs_per_block(plan, x, budget), self._images_per_tile(x, budget))
+        return self._stats(x, plan, sizes, grad, None if grad else _Workspace()).diag

@@ -20,6 +20,7 @@ normals, since ``2 nu`` is an integer here), which random Fourier features draw.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -28,6 +29,8 @@ from kernelzoo._validation import as_vectors
 from kernelzoo.kernels.base import Kernel, Param, check_choice, check_positive
 from kernelzoo.kernels.functional.distance import neg_half_sq_distances, scaled_neg_half_sq
 from kernelzoo.kernels.functional.dot import safe_sqrt
+from kernelzoo.kernels.functional.extremes import common_exponent
+from kernelzoo.ops.tiling import tiled_gram
 
 __all__ = ["Matern"]
 
@@ -87,9 +90,17 @@ class Matern(Kernel):
     def _prepare(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return as_vectors(x, name)
 
-    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool) -> torch.Tensor:
+    def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
+        # once per Gram (it reads a maximum on the host): scale the inputs by a power of two?
+        exponent = common_exponent(x, x if y is None else y, self.lengthscale)
+        block = functools.partial(self._block, exponent=exponent)
+        return tiled_gram(block, x, y, budget, self._block_bytes)
+
+    def _block(self, x: torch.Tensor, y: torch.Tensor, same: bool,
+               exponent: int | None | str = "auto") -> torch.Tensor:
+        """One tile; ``exponent`` as for :meth:`RBF._block <kernelzoo.kernels.rbf.RBF._block>`."""
         refine = math.sqrt(torch.finfo(x.dtype).eps)
-        v = scaled_neg_half_sq(x, y, same, self.lengthscale, refine=refine)
+        v = scaled_neg_half_sq(x, y, same, self.lengthscale, refine=refine, exponent=exponent)
         if v is not None:  # far from the origin: r may be inf, where k is 0
             r = safe_sqrt(-2.0 * v).clamp_max(_R_MAX)
             return matern_of_distance(r, self.nu)

@@ -64,7 +64,11 @@ class StoreResult:
     run; ``n_reused`` those found done; ``n_corrupt`` those found recorded but
     not matching their checksum (recomputed); ``task_seconds`` and
     ``task_cpu_seconds`` add up the wall and CPU time of this run's tasks
-    inside the workers. ``os.fspath(result)`` is the path.
+    inside the workers (the worker processes' CPU, all threads), and
+    ``task_thread_cpu_seconds`` the CPU time of the threads that ran them;
+    ``task_spans`` lists ``(worker pid, start, end)`` per task (the workers'
+    ``time.time()``), to see how busy each worker was. ``os.fspath(result)``
+    is the path.
 
     Parameters
     ----------
@@ -92,6 +96,10 @@ class StoreResult:
         Wall time of this run's tasks, added up.
     task_cpu_seconds : float
         Their CPU time, added up.
+    task_thread_cpu_seconds : float
+        CPU time of the threads that ran the tasks, added up.
+    task_spans : tuple of (int, float, float)
+        ``(worker pid, start, end)`` per task.
     """
 
     path: str
@@ -106,6 +114,8 @@ class StoreResult:
     seconds: float
     task_seconds: float = 0.0
     task_cpu_seconds: float = 0.0
+    task_thread_cpu_seconds: float = 0.0
+    task_spans: tuple[tuple[int, float, float], ...] = ()
 
     def __fspath__(self) -> str:
         return self.path
@@ -195,6 +205,8 @@ def _run(model: Any, x: Any, y: Any, request: _Request) -> StoreResult:
         seconds=time.perf_counter() - started,
         task_seconds=tally.task_seconds,
         task_cpu_seconds=tally.task_cpu_seconds,
+        task_thread_cpu_seconds=tally.task_thread_cpu_seconds,
+        task_spans=tuple(tally.spans),
     )
 
 

@@ -165,6 +165,25 @@ class Layout:
     def task_chunks(self, task: tuple[int, int]) -> list[str]:
         return task_chunks(self.symmetric, task)
 
+    def task_entries(self, task: tuple[int, int]) -> int:
+        """Kernel entries a task computes (a diagonal tile of a symmetric Gram: its upper
+        triangle): its cost, for scheduling."""
+        rows, cols = self.chunk_slices(*task)
+        r, c = rows.stop - rows.start, cols.stop - cols.start
+        if self.symmetric and task[0] == task[1]:
+            return r * (r + 1) // 2
+        return r * c
+
+    def schedule(self, tasks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """``tasks`` in the order to run them: the most entries first, then row-major.
+
+        Longest first keeps the end of a run balanced over the workers: the
+        diagonal tiles of a symmetric Gram (half the work) and the short edge
+        tiles fill the tail instead of starting last (row-major put a full tile
+        last, leaving all other workers idle for its duration).
+        """
+        return sorted(tasks, key=lambda t: (-self.task_entries(t), t))
+
 
 def _same(field: str, was: Any, now: Any) -> bool:
     """One identity field of a stored manifest against this run's."""

@@ -30,7 +30,9 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "kernelzoo.integrations.dask needs Dask distributed: pip install 'kernelzoo[dist]'"
     ) from exc
 
-__all__ = ["Cluster", "Job", "Tally", "TorchThreadsPlugin", "compute_pending", "compute_task"]
+__all__ = [
+    "Cluster", "Job", "Tally", "TaskTimes", "TorchThreadsPlugin", "compute_pending", "compute_task",
+]
 
 
 class TorchThreadsPlugin(WorkerPlugin):
@@ -76,11 +78,20 @@ class Cluster:
 
 @dataclasses.dataclass
 class Tally:
-    """What the tasks of this run did."""
+    """What the tasks of this run did.
+
+    ``task_cpu_seconds`` is the CPU time of the worker processes during the
+    tasks (every thread: the Dask worker's own included), ``task_thread_cpu_seconds``
+    that of the threads that ran the tasks (the computation itself when torch
+    runs on one thread); ``spans`` holds ``(worker pid, start, end)`` of every
+    task, in the workers' ``time.time()`` seconds.
+    """
 
     n_computed: int = 0
     task_seconds: float = 0.0
     task_cpu_seconds: float = 0.0
+    task_thread_cpu_seconds: float = 0.0
+    spans: list[tuple[int, float, float]] = dataclasses.field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- worker side
@@ -96,14 +107,27 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskTimes:
+    """Where a tile task's time went: wall and CPU seconds, and when it ran."""
+
+    wall: float  # seconds
+    cpu: float  # CPU seconds of the worker process (all its threads)
+    thread_cpu: float  # CPU seconds of the thread that ran the task
+    pid: int  # the worker process
+    start: float  # time.time() at the start and the end
+    end: float
+
+
 def compute_task(
     model: Any, x: torch.Tensor, y: torch.Tensor | None, job: Job, task: tuple[int, int]
-) -> tuple[tuple[int, int], dict[str, str], float, float]:
+) -> tuple[tuple[int, int], dict[str, str], TaskTimes]:
     """One tile task: evaluate, write chunk (and mirror).
 
-    Returns ``(task, {chunk key: sha256}, wall seconds, CPU seconds of the worker process)``.
+    Returns ``(task, {chunk key: sha256}, times)``.
     """
-    start, cpu_start = time.perf_counter(), time.process_time()
+    stamp = time.time()
+    start, cpu_start, thread_start = time.perf_counter(), time.process_time(), time.thread_time()
     layout = job.layout
     i, j = task
     rows, cols = layout.chunk_slices(i, j)
@@ -125,7 +149,12 @@ def compute_task(
         mirror = np.ascontiguousarray(block.T)
         array[cols, rows] = mirror
         checksums[tile_key(j, i)] = tile_checksum(mirror)
-    return task, checksums, time.perf_counter() - start, time.process_time() - cpu_start
+    times = TaskTimes(
+        wall=time.perf_counter() - start, cpu=time.process_time() - cpu_start,
+        thread_cpu=time.thread_time() - thread_start, pid=os.getpid(), start=stamp,
+        end=time.time(),
+    )
+    return task, checksums, times
 
 
 # ---------------------------------------------------------------------- the cluster
@@ -204,9 +233,9 @@ def compute_pending(
                 compute_task, model_f, x_f, y_f, job, task,
                 key=f"kernelzoo-tile-{run_id}-{task[0]}-{task[1]}",
                 pure=False,
-                priority=-index,  # roughly row-major, so partial stores fill from the top
+                priority=-index,
             )
-            for index, task in enumerate(pending)
+            for index, task in enumerate(job.layout.schedule(pending))
         ]
         remaining = None if deadline is None else max(1e-3, deadline - time.monotonic())
         bar = tqdm(
@@ -221,11 +250,13 @@ def compute_pending(
                     if future.status != "finished":
                         failed = failed or future
                         continue
-                    _, checksums, wall, cpu = future.result()
+                    _, checksums, times = future.result()
                     finished.update(checksums)
                     tiles.update(checksums)
-                    tally.task_seconds += wall
-                    tally.task_cpu_seconds += cpu
+                    tally.task_seconds += times.wall
+                    tally.task_cpu_seconds += times.cpu
+                    tally.task_thread_cpu_seconds += times.thread_cpu
+                    tally.spans.append((times.pid, times.start, times.end))
                     n_finished += 1
                     future.release()
                 if finished:  # the journal first: a lost manifest is rebuilt from it

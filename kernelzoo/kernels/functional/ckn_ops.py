@@ -135,15 +135,17 @@ def patch_norms_from_diag(diag: torch.Tensor, filter_size: int) -> torch.Tensor:
     return F.conv2d(diag[:, None], ones, padding=filter_size // 2)[:, 0]
 
 
-def _patch_sum_axis(k: torch.Tensor, ax_a: int, ax_c: int, filter_size: int) -> torch.Tensor:
+def _patch_sum_axis(k: torch.Tensor, ax_a: int, ax_c: int, filter_size: int,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
     """``sum_o K[.., a + o, .., c + o, ..]`` for ``o`` in ``-r..r`` (zero outside).
 
-    Each shift adds the overlapping block in place into a fresh clone (no padded
-    copy); autograd records the in-place adds on views.
+    Each shift adds the overlapping block in place into a fresh clone of ``k``
+    (or into ``out``, a buffer like ``k``: no allocation); autograd records the
+    in-place adds on views.
     """
     r = filter_size // 2
     size_a, size_c = k.shape[ax_a], k.shape[ax_c]
-    out = k.clone()
+    out = k.clone() if out is None else out.copy_(k)
     for o in range(-r, r + 1):
         if o == 0:
             continue
@@ -158,15 +160,22 @@ def _patch_sum_axis(k: torch.Tensor, ax_a: int, ax_c: int, filter_size: int) -> 
     return out
 
 
-def patch_sum_pairs(k: torch.Tensor, filter_size: int) -> torch.Tensor:
+def patch_sum_pairs(k: torch.Tensor, filter_size: int,
+                    work: torch.Tensor | None = None) -> torch.Tensor:
     """Patch extraction on a position-pair Gram: sums along both diagonal directions.
+
+    With ``work`` (a tensor like ``k``; no gradients): no allocation, the result
+    is written over ``k`` (``work`` holds the intermediate) and returned.
 
     Shape: ``(B, H, W, H, W)`` -> ``(B, H, W, H, W)``.
     """
     if filter_size == 1:
         return k
-    k = _patch_sum_axis(k, 1, 3, filter_size)
-    return _patch_sum_axis(k, 2, 4, filter_size)
+    if work is None:
+        k = _patch_sum_axis(k, 1, 3, filter_size)
+        return _patch_sum_axis(k, 2, 4, filter_size)
+    _patch_sum_axis(k, 1, 3, filter_size, out=work)
+    return _patch_sum_axis(work, 2, 4, filter_size, out=k)
 
 
 def pool_pairs(m: torch.Tensor, g_rows: torch.Tensor, g_cols: torch.Tensor) -> torch.Tensor:

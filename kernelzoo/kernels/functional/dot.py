@@ -31,9 +31,13 @@ import math
 
 import torch
 
+from kernelzoo.kernels.functional.indices import masked_indices, write_masked
+
 __all__ = [
     "arccos_fn",
+    "arccos_fn_",
     "arccos_fn_theta",
+    "refine_at",
     "refine_near_parallel",
     "safe_sqrt",
     "safe_div",
@@ -97,6 +101,46 @@ def arccos_fn(c: torch.Tensor, degree: int) -> torch.Tensor:
     return _forward(c, degree)
 
 
+def arccos_fn_(
+    c: torch.Tensor, degree: int, work: torch.Tensor | None = None, near_tol: float | None = None
+) -> torch.Tensor | None:
+    """In place, no gradients: ``c <- f_n(c)`` for cosines ``c`` already in [-1, 1].
+
+    The map of :func:`arccos_fn` in as few passes over ``c`` as its terms need
+    (one arccos, one square root, fused multiply-adds), all in place, with one
+    buffer ``work`` like ``c`` (allocated if not given; degree 2 allocates a
+    second). With ``near_tol``, returns the boolean mask of the entries with
+    ``|c| > 1 - near_tol`` (as given), where ``arccos`` of a rounded cosine loses
+    half the digits (:func:`refine_at` redoes them); otherwise None.
+
+    Shape: ``c`` and ``work`` ``(n, m)`` -> the mask ``(n, m)`` or None.
+    """
+    if degree not in (0, 1, 2):
+        raise ValueError(f"degree must be 0, 1 or 2, got {degree!r}")
+    a = torch.empty_like(c) if work is None else work
+    one = c.new_ones(())
+    # |c| > 1 - tol  <=>  1 - c^2 < 1 - (1 - tol)^2, read off 1 - c^2 where it is formed
+    sin2_tol = None if near_tol is None else near_tol * (2.0 - near_tol)
+    if degree == 0:  # 1 - theta / pi
+        near = None if near_tol is None else torch.abs(c, out=a) > 1.0 - near_tol
+        torch.sub(one, c.arccos_(), alpha=1.0 / _PI, out=c)
+        return near
+    torch.sub(one, torch.arccos(c, out=a), alpha=1.0 / _PI, out=a)  # (pi - theta) / pi
+    if degree == 1:  # sqrt(1 - c^2) / pi + c (pi - theta) / pi; exactly 1 at c = 1
+        a.mul_(c)
+        torch.addcmul(one, c, c, value=-1.0, out=c)  # 1 - c^2, >= 0 for |c| <= 1
+        near = None if sin2_tol is None else c < sin2_tol
+        torch.add(a, c.sqrt_(), alpha=1.0 / _PI, out=c)
+        return near
+    # degree 2: 3 c sqrt(1 - c^2) / pi + (1 + 2 c^2) (pi - theta) / pi
+    b = torch.addcmul(one, c, c, value=2.0)
+    a.mul_(b)
+    torch.addcmul(one, c, c, value=-1.0, out=b)
+    near = None if sin2_tol is None else b < sin2_tol
+    torch.addcmul(a, c, b.sqrt_(), value=3.0 / _PI, out=c)
+    return near
+
+
 class _SafeSqrt(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -120,10 +164,13 @@ def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
 
 
 def safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    """``num / den`` where ``den != 0``, else 0, with no NaN in either gradient."""
-    nonzero = den != 0
-    safe = torch.where(nonzero, den, torch.ones_like(den))
-    return torch.where(nonzero, num / safe, torch.zeros_like(num))
+    """``num / den`` where ``den != 0``, else 0, with no NaN in either gradient.
+
+    One division by ``den`` with its zeros replaced by infinity (finite ``num``
+    over infinity is 0, and so are both partial derivatives there), so that a
+    ``den`` broadcast over rows costs no full-size select.
+    """
+    return num / torch.where(den != 0, den, torch.inf)
 
 
 def cosine(dot: torch.Tensor, norm_x: torch.Tensor, norm_y: torch.Tensor) -> torch.Tensor:
@@ -164,18 +211,31 @@ def refine_near_parallel(
 
     Shape: ``x (n, d)``, ``y (m, d)``, ``c`` and ``f`` ``(n, m)``.
     """
-    idx = (c.abs() > 1.0 - tol).nonzero()
-    if idx.numel() == 0:
+    refine_at(x, y, c.abs() > 1.0 - tol, f, degree)
+
+
+def refine_at(
+    x: torch.Tensor, y: torch.Tensor, near: torch.Tensor, f: torch.Tensor, degree: int
+) -> None:
+    """``f = f_n(angle(x_i, y_j))`` by Kahan's angle, in place, where ``near`` is True.
+
+    See :func:`refine_near_parallel`. Gradient-free. On a GPU no host round
+    trip: at most ``4 (n + m)`` entries are redone
+    (:func:`~kernelzoo.kernels.functional.indices.masked_indices`).
+
+    Shape: ``x (n, d)``, ``y (m, d)``, ``near`` (bool) and ``f`` ``(n, m)``.
+    """
+    rows, cols, found = masked_indices(near, 4 * (near.shape[0] + near.shape[1]))
+    if rows.numel() == 0:
         return
-    rows, cols = idx[:, 0], idx[:, 1]
-    xh = safe_div(x, x.norm(dim=1, keepdim=True))
-    yh = safe_div(y, y.norm(dim=1, keepdim=True))
     chunk = max(1, (1 << 24) // max(1, x.shape[1]))
     for start in range(0, rows.numel(), chunk):
         r, q = rows[start : start + chunk], cols[start : start + chunk]
-        a, b = xh[r], yh[q]
+        a, b = x[r], y[q]
+        a = safe_div(a, a.norm(dim=1, keepdim=True))  # only the rows needed
+        b = safe_div(b, b.norm(dim=1, keepdim=True))
         theta = 2.0 * torch.atan2((a - b).norm(dim=1), (a + b).norm(dim=1))
-        f[r, q] = arccos_fn_theta(theta, degree)
+        write_masked(f, r, q, arccos_fn_theta(theta, degree), found)
 
 
 def set_unit_self_cosines(cos: torch.Tensor, inplace: bool = True) -> torch.Tensor:

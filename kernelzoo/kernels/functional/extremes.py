@@ -22,7 +22,15 @@ import math
 
 import torch
 
-__all__ = ["common_exponent", "times_power_of_two", "unit_samples", "unscale", "unscale_diag"]
+__all__ = [
+    "common_exponent",
+    "factors_fit",
+    "rows_times_power_of_two",
+    "times_power_of_two",
+    "unit_samples",
+    "unscale",
+    "unscale_diag",
+]
 
 #: |exponent| beyond which any float64 value times 2**exponent is 0 or inf
 _EXPONENT_CLAMP = 2200
@@ -72,26 +80,74 @@ def unit_samples(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     flat = x.detach().reshape(x.shape[0], -1)
     e_peak = _exponents(flat.abs().amax(1))
-    scaled = torch.ldexp(flat, -e_peak[:, None])
-    e_norm = _exponents(scaled.norm(dim=1))
+    scaled = rows_times_power_of_two(flat, -e_peak)
+    e_norm = _exponents(torch.linalg.vector_norm(scaled, dim=1))
     e = e_peak + e_norm
-    return times_power_of_two(x, -_per_sample(e, x.ndim)), e
+    if torch.is_grad_enabled() and x.requires_grad:
+        return times_power_of_two(x, -_per_sample(e, x.ndim)), e
+    # |e_norm| <= log2(sqrt(d)) + 1: one factor, exact, in place on the new tensor
+    scaled.mul_(torch.ldexp(torch.ones_like(scaled[:, 0]), -e_norm)[:, None])
+    return scaled.reshape(x.shape), e
+
+
+def rows_times_power_of_two(flat: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """``flat[i] * 2**e[i]`` for exponents that bring finite rows to [0.5, 1), no gradients.
+
+    Two broadcast products by per-row powers of two (``ldexp`` on a whole tile
+    costs a power per entry, 20x more): each half of ``e`` is representable in
+    ``flat``'s dtype (``|e|`` is at most the dtype's exponent range plus its
+    mantissa), and every intermediate lies between a row and its result, so
+    both products are exact.
+
+    Shape: ``(n, d)``, ``(n,)`` -> ``(n, d)`` (a new tensor).
+    """
+    half = torch.div(e, 2, rounding_mode="floor")
+    one = torch.ones(e.shape, dtype=flat.dtype, device=flat.device)
+    out = flat * torch.ldexp(one, half)[:, None]
+    return out.mul_(torch.ldexp(one, e - half)[:, None])
 
 
 def unscale(
-    k: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor, power: int = 1
+    k: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor, power: int = 1,
+    exact: bool | None = None,
 ) -> torch.Tensor:
     """``k[i, j] * 2**(power (ex[i] + ey[j]))``: a homogeneous kernel's scale put back.
 
     Overflow gives ``inf`` (which the caller turns into an ``OverflowError``),
-    underflow 0; a zero entry stays 0.
+    underflow 0; a zero entry stays 0. When every ``power e`` lies within half
+    the dtype's exponent range (less a margin: :func:`factors_fit`), the scale
+    goes back as a row and a column factor (two broadcast products, in place
+    without gradients); otherwise per entry (``ldexp`` with an ``(n, m)``
+    exponent tensor). ``exact``: True forces the per-entry path, False the
+    factors, None decides (reading the exponents' range on the host).
 
     Shape: ``(n, m)``, ``(n,)``, ``(m,)`` -> ``(n, m)``.
     """
     if power == 0:
         return k
-    total = power * (ex.to(k.device)[:, None] + ey.to(k.device)[None, :])
-    return times_power_of_two(k, total)
+    ex, ey = power * ex.to(k.device), power * ey.to(k.device)
+    if exact is None:
+        exact = not factors_fit(torch.cat([ex, ey]), k.dtype)
+    if exact:
+        return times_power_of_two(k, ex[:, None] + ey[None, :])
+    fx = torch.ldexp(torch.ones(ex.shape, dtype=k.dtype, device=k.device), ex)[:, None]
+    fy = torch.ldexp(torch.ones(ey.shape, dtype=k.dtype, device=k.device), ey)[None, :]
+    if torch.is_grad_enabled() and k.requires_grad:
+        return k * fx * fy
+    return k.mul_(fx).mul_(fy)
+
+
+def factors_fit(e: torch.Tensor, dtype: torch.dtype, margin: int = 16) -> bool:
+    """Whether every ``2**e`` lies within half of ``dtype``'s exponent range, less
+    ``margin``: then values of moderate size times a row and a column factor neither
+    overflow nor underflow where the product does not. One host round trip.
+
+    Shape: ``e`` any (integers).
+    """
+    if e.numel() == 0:
+        return True
+    limit = (math.frexp(torch.finfo(dtype).max)[1] - margin) // 2
+    return bool(e.abs().max() <= limit)
 
 
 def unscale_diag(d: torch.Tensor, e: torch.Tensor, power: int = 1) -> torch.Tensor:
