@@ -98,6 +98,19 @@ def symmetric_tile(n: int, fit: int, device: torch.device | None = None) -> int:
     tile's elementwise map runs while its GEMM output is still in cache; on an
     accelerator (where every tile costs kernel launches) a quarter of ``n``,
     at least :data:`SYMMETRIC_TILE`.
+
+    Parameters
+    ----------
+    n : int
+        Inputs on each side.
+    fit : int
+        The largest side the memory budget allows.
+    device : torch.device, optional
+        Where the Gram is computed (None: the CPU).
+
+    Returns
+    -------
+    int
     """
     if device is None or device.type == "cpu":
         return max(1, min(fit, n, SYMMETRIC_TILE))

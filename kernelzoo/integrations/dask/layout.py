@@ -167,7 +167,17 @@ class Layout:
 
     def task_entries(self, task: tuple[int, int]) -> int:
         """Kernel entries a task computes (a diagonal tile of a symmetric Gram: its upper
-        triangle): its cost, for scheduling."""
+        triangle): its cost, for scheduling.
+
+        Parameters
+        ----------
+        task : tuple of int
+            The tile's (row, column) chunk index.
+
+        Returns
+        -------
+        int
+        """
         rows, cols = self.chunk_slices(*task)
         r, c = rows.stop - rows.start, cols.stop - cols.start
         if self.symmetric and task[0] == task[1]:
@@ -181,6 +191,15 @@ class Layout:
         diagonal tiles of a symmetric Gram (half the work) and the short edge
         tiles fill the tail instead of starting last (row-major put a full tile
         last, leaving all other workers idle for its duration).
+
+        Parameters
+        ----------
+        tasks : list of tuple of int
+            Tile (row, column) chunk indices.
+
+        Returns
+        -------
+        list of tuple of int
         """
         return sorted(tasks, key=lambda t: (-self.task_entries(t), t))
 
