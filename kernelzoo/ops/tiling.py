@@ -111,6 +111,7 @@ def symmetric_tile(n: int, fit: int, device: torch.device | None = None) -> int:
     Returns
     -------
     int
+        The tile side.
     """
     if device is None or device.type == "cpu":
         return max(1, min(fit, n, SYMMETRIC_TILE))

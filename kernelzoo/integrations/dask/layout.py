@@ -177,6 +177,7 @@ class Layout:
         Returns
         -------
         int
+            The number of kernel entries.
         """
         rows, cols = self.chunk_slices(*task)
         r, c = rows.stop - rows.start, cols.stop - cols.start
@@ -200,6 +201,7 @@ class Layout:
         Returns
         -------
         list of tuple of int
+            The same tasks, longest first.
         """
         return sorted(tasks, key=lambda t: (-self.task_entries(t), t))
 
