@@ -119,7 +119,8 @@ def conv_diag_block(
     for layer in range(net.depth):
         k = cs * conv2d_sum(a, net) + b
         t = None if not net.ntk else (k if ta is None else cs * conv2d_sum(ta, net) + k)
-        a, ta = activate(k, t, vx[layer][:, None], vy[layer][None, :], net.activation, net.negative_slope)
+        a, ta = activate(k, t, vx[layer][:, None], vy[layer][None, :], net.activation,
+                         net.negative_slope)
     a = a.mean((-2, -1))
     ta = None if ta is None else ta.mean((-2, -1))
     return dense_readout(a, ta, net)

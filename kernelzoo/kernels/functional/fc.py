@@ -27,7 +27,8 @@ def fc_block(
         vx = net.weight_var * vx + net.bias_var
         vy = net.weight_var * vy + net.bias_var
         a, ta = activate(k, t, vx[:, None], vy[None, :], net.activation, net.negative_slope)
-        vx, vy = activate_diag(vx, net.activation, net.negative_slope), activate_diag(vy, net.activation, net.negative_slope)
+        vx = activate_diag(vx, net.activation, net.negative_slope)
+        vy = activate_diag(vy, net.activation, net.negative_slope)
     return dense_readout(a, ta, net)
 
 
