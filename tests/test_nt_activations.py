@@ -394,3 +394,12 @@ class TestMyrtle(KernelTestMixin):
 
     def test_gradients_finite_at_zero_and_identical_inputs(self):
         pytest.skip("covered on small conv nets; too slow through the 32x32 recursion")
+
+
+def test_kernelzoo_list_shows_the_activations_and_myrtle(capsys):
+    from kernelzoo.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("gelu", "sin", "cos", "sign", "leaky_relu", "negative_slope=0.01", "myrtle"):
+        assert word in out, word
