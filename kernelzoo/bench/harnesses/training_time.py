@@ -1,8 +1,9 @@
 """Accuracy against training time: NTK predictions under gradient descent.
 
-For each ``ntk`` kernel of the run (at the hyperparameters the accuracy harness
-chose), the test accuracy of the infinitely wide network trained by continuous
-gradient descent on the MSE loss for time ``t``
+For each neural tangent kernel of the run (``ntk``: ``tangent`` in its class), at
+the hyperparameters the accuracy harness chose, the test accuracy of the
+infinitely wide network trained by continuous gradient descent on the MSE loss
+for time ``t``
 (:func:`kernelzoo.predict.accuracy_over_time`: neural-tangents'
 ``predict.gradient_descent_mse``, one-vs-all targets, outputs 0 at
 initialisation), at several ``t`` and at ``t = inf``, where the network is
@@ -58,7 +59,10 @@ class TrainingTime(Harness):
         return max(config.sizes.n_train)
 
     def kernels(self, ctx: RunContext) -> list[KernelCase]:
-        return [ctx.tuned(case) for case in ctx.cases if case.family == "ntk"]
+        # neural tangent kernels (the class says so: ``tangent``), whose kernel regression
+        # is the trained network's limit
+        return [ctx.tuned(case) for case in ctx.cases
+                if case.ok and getattr(case.kernel, "tangent", False)]
 
     def run(self, ctx: RunContext, case: KernelCase, method: str) -> list[dict[str, Any]]:
         split = ctx.reference_split()
