@@ -4,7 +4,7 @@ Every tile of the output is one Dask task that calls the kernel's public
 ``gram(x_tile, y_tile)`` (``gram(x_tile)`` on the diagonal tiles of a
 symmetric Gram, ``features(x_tile)`` for a fitted approximation), writes its
 chunk(s) into the zarr array and returns their checksums. The calling process
-is the only one that updates the manifest (see :mod:`kernelzoo.integrations.store`):
+is the only one that updates the manifest (see :mod:`kernelzoo.store`):
 a tile is done only once the manifest, replaced atomically, lists it. A run
 killed at any point therefore loses no recorded tile, and a rerun with the
 same spec and inputs computes only the tiles not recorded; a rerun with a
