@@ -227,6 +227,10 @@ def gram_to_store(
 ) -> StoreResult:
     """Compute the Gram ``K[i, j] = k(x[i], y[j])`` as Dask tasks into a resumable zarr store.
 
+    More than eight parameters because it is a public entry point that states a whole
+    distributed computation in one call (inputs, store, tiling, scheduler, resources); every
+    one past the inputs is a keyword with a default.
+
     Twelve parameters, on purpose: the inputs and the store, then the options
     of ``kernelzoo gram --store`` one for one (tile, scheduler, budget,
     progress, workers, device, verify, timeout), all defaulted; inside, they
@@ -299,6 +303,9 @@ def features_to_store(
     timeout: float | None = None,
 ) -> StoreResult:
     """The feature matrix ``approximation.features(x)`` as row tiles into a resumable store.
+
+    More than eight parameters because, like :func:`gram_to_store`, it states a whole
+    distributed computation in one call; every one past the inputs has a default.
 
     Its parameters are :func:`gram_to_store`'s (there, why that many) without ``y``
     and ``memory_budget``.
