@@ -284,3 +284,40 @@ def test_resolve_refuses_names_outside_the_package(bad):
 
     with pytest.raises(ValueError, match="target"):
         registry.resolve(bad)
+
+
+# ------------------------------------------------------------------ sizes of files and signatures
+MAX_LINES = 550  # "about 500"
+MAX_PARAMETERS = 8
+REASON = "More than eight parameters because"
+
+
+def test_no_module_is_a_god_file():
+    """Every module of the package stays under about 500 lines."""
+    big = {
+        name: path.read_text().count("\n")
+        for name, path in MODULES.items()
+        if path.read_text().count("\n") > MAX_LINES
+    }
+    assert not big, f"modules over {MAX_LINES} lines (split them): {big}"
+
+
+def test_long_signatures_say_why():
+    """A function with more than eight parameters states why in its docstring."""
+    unexplained = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            args = node.args
+            params = [
+                a.arg
+                for a in args.posonlyargs + args.args + args.kwonlyargs
+                if a.arg not in ("self", "cls")
+            ]
+            if len(params) > MAX_PARAMETERS and REASON not in (ast.get_docstring(node) or ""):
+                unexplained.append(f"{name}.{node.name} ({len(params)})")
+    assert not unexplained, (
+        f"functions with more than {MAX_PARAMETERS} parameters whose docstring does not say "
+        f"'{REASON} ...': {unexplained}"
+    )

@@ -41,6 +41,7 @@ the training time on every row. Extra columns: ``n_test``, ``source``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -50,7 +51,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from kernelzoo.bench._common import (
     KernelCase,
@@ -64,6 +64,7 @@ from kernelzoo.bench._common import (
     timed,
     to_frame,
 )
+from kernelzoo.bench.gp_data import diabetes, rotate_images, rotated_digits
 from kernelzoo.ops.distances import median_nonzero_distance
 
 __all__ = [
@@ -116,127 +117,6 @@ _EXACT_MAX_N = {"conv": 1000, "vector": 5000}
 _DATASETS = ("digits-rotation", "diabetes")
 
 
-# ---------------------------------------------------------------------------- data
-def rotate_images(images: torch.Tensor, angles_deg: torch.Tensor) -> torch.Tensor:
-    """Rotate each image about its centre (bilinear, zero padding).
-
-    Shape: ``(n, C, H, W)``, ``(n,)`` -> ``(n, C, H, W)``.
-
-    Parameters
-    ----------
-    images : torch.Tensor
-        Images.
-    angles_deg : torch.Tensor
-        One angle per image, degrees.
-
-    Returns
-    -------
-    torch.Tensor
-        The rotated images.
-    """
-    theta = angles_deg.to(images.dtype) * (math.pi / 180.0)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    zero = torch.zeros_like(cos)
-    affine = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(affine, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def _mnist_available() -> bool:
-    try:
-        from kernelzoo.data.datasets import load_dataset
-
-        load_dataset("mnist", "test", n=1)
-    except Exception:  # noqa: BLE001 - any failure means: not installed
-        return False
-    return True
-
-
-def rotated_digits(n_train: int, n_test: int, seed: int = 0, source: str = "auto"):
-    """Rotated digit images and their angles (degrees).
-
-    Returns ``(x_train, y_train, x_test, y_test, image_shape, name)`` with
-    ``x`` float64 ``(n, C*H*W)`` numpy arrays and ``name`` the dataset label.
-
-    Parameters
-    ----------
-    n_train, n_test : int
-        Sizes.
-    seed : int
-        Seed of the draw and the angles.
-    source : {'auto', 'mnist', 'digits'}
-        ``auto``: MNIST when its files are installed, else the digits (padded to 12x12).
-
-    Returns
-    -------
-    tuple
-        ``(x_train, y_train, x_test, y_test, image_shape, name)``.
-    """
-    if source not in ("auto", "mnist", "digits"):
-        raise ValueError(f"source={source!r} is not allowed; expected 'auto', 'mnist' or 'digits'")
-    use_mnist = source == "mnist" or (source == "auto" and _mnist_available())
-    rng = np.random.default_rng(seed)
-    if use_mnist:
-        from kernelzoo.data.datasets import load_dataset
-
-        train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
-        if n_train > len(train) or n_test > len(test):
-            raise ValueError(f"MNIST has {len(train)} train and {len(test)} test images")
-        tr = rng.choice(len(train), n_train, replace=False)
-        te = rng.choice(len(test), n_test, replace=False)
-        images = np.concatenate([train.X[tr], test.X[te]]).astype(np.float64)
-        name = "mnist-rotation"
-    else:
-        from sklearn.datasets import load_digits
-
-        data = load_digits().images / 16.0
-        if n_train + n_test > len(data):
-            raise ValueError(
-                f"digits has {len(data)} images; n_train + n_test = {n_train + n_test} is too "
-                f"many (install MNIST: kernelzoo data fetch mnist)"
-            )
-        idx = rng.permutation(len(data))[: n_train + n_test]
-        images = np.pad(data[idx], ((0, 0), (2, 2), (2, 2)))[:, None].astype(np.float64)
-        name = "digits-rotation"
-    angles = rng.uniform(-45.0, 45.0, size=len(images))
-    rotated = rotate_images(torch.from_numpy(images), torch.from_numpy(angles)).numpy()
-    shape = tuple(int(s) for s in rotated.shape[1:])
-    flat = rotated.reshape(len(rotated), -1)
-    return (flat[:n_train], angles[:n_train], flat[n_train:], angles[n_train:], shape, name)
-
-
-def diabetes(n_train: int, n_test: int | None = None, seed: int = 0):
-    """scikit-learn's diabetes, split (seeded) and standardised on the training part.
-
-    Returns ``(x_train, y_train, x_test, y_test, None, "diabetes")``.
-
-    Parameters
-    ----------
-    n_train : int
-        Training size.
-    n_test : int, optional
-        Test size (default: the rest).
-    seed : int
-        Seed of the split.
-
-    Returns
-    -------
-    tuple
-        ``(x_train, y_train, x_test, y_test, None, 'diabetes')``.
-    """
-    from sklearn.datasets import load_diabetes
-
-    x, y = load_diabetes(return_X_y=True)
-    n_test = len(x) - n_train if n_test is None else n_test
-    if n_train + n_test > len(x) or n_train < 2 or n_test < 1:
-        raise ValueError(f"diabetes has {len(x)} samples; got n_train={n_train}, n_test={n_test}")
-    idx = np.random.default_rng(seed).permutation(len(x))
-    tr, te = idx[:n_train], idx[n_train : n_train + n_test]
-    mean, std = x[tr].mean(0), x[tr].std(0)
-    std[std == 0] = 1.0
-    return (x[tr] - mean) / std, y[tr], (x[te] - mean) / std, y[te], None, "diabetes"
-
-
 # ---------------------------------------------------------------------------- models
 def _gp_model(train_x, train_y, covar, likelihood):
     import gpytorch
@@ -255,11 +135,27 @@ def _gp_model(train_x, train_y, covar, likelihood):
     return _ExactGP()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What every GP fit of one :func:`run_gp` call shares."""
+
+    device: torch.device
+    dtype: torch.dtype
+    training_iters: int
+    lr: float
+    gram_dtype: torch.dtype | None
+    train_anchors: bool
+    methods: Sequence[str] | None
+    budget_of: dict[str, Any]
+    limits: dict[str, int]
+
+
 def _covariance(case: KernelCase, method: str, budget: Any, x_train: torch.Tensor,
-                image_shape, seed: int, likelihood, gram_dtype: torch.dtype | None = None,
-                train_anchors: bool = True):
+                image_shape, seed: int, likelihood, settings: _Settings):
     """The gpytorch covariance module for one kernel and method (fitted where needed)."""
     import gpytorch
+
+    gram_dtype, train_anchors = settings.gram_dtype, settings.train_anchors
 
     kernel = case.kernel
     trained = kernel.trainable_params()
@@ -319,9 +215,11 @@ def gp_metrics(mean: torch.Tensor, var: torch.Tensor, y: torch.Tensor) -> dict[s
     }
 
 
-def _fit_predict(case, method, budget, data, seed, device, dtype, training_iters, lr,
-                 gram_dtype=None, train_anchors=True):
+def _fit_predict(case, method, budget, data, seed, settings: _Settings):
     import gpytorch
+
+    device, dtype = settings.device, settings.dtype
+    training_iters, lr = settings.training_iters, settings.lr
 
     x_tr, y_tr, x_te, y_te, image_shape, _ = data
     x_tr = torch.as_tensor(x_tr, dtype=dtype, device=device)
@@ -333,7 +231,7 @@ def _fit_predict(case, method, budget, data, seed, device, dtype, training_iters
     torch.manual_seed(seed)
     likelihood = gpytorch.likelihoods.GaussianLikelihood()
     covar, approx = _covariance(case, method, budget, x_tr, image_shape, seed, likelihood,
-                                gram_dtype, train_anchors)
+                                settings)
     model = _gp_model(x_tr, target, covar, likelihood).to(device=device, dtype=dtype)
     n_features = getattr(approx, "n_features", None) if approx is not None else (
         int(budget) if method == "sgpr" else None
@@ -414,6 +312,10 @@ def run_gp(
 ) -> pd.DataFrame:
     """GP regression with each kernel and method; one tidy row per metric.
 
+    More than eight parameters because this is a harness's public entry point: every
+    size, budget and training setting is a keyword with a default (as scikit-learn
+    estimators take theirs), so that a run is fully stated by its call.
+
     Parameters
     ----------
     dataset : {"digits-rotation", "diabetes"}
@@ -472,8 +374,12 @@ def run_gp(
     if not isinstance(train_anchors, bool):
         raise ValueError(f"train_anchors must be True or False, got {train_anchors!r}")
     device = torch.device(device)
-    budget_of = {**DEFAULT_BUDGETS, **(budgets or {})}
-    limits = {**_EXACT_MAX_N, **(exact_max_n or {})}
+    settings = _Settings(
+        device=device, dtype=torch_dtype, training_iters=training_iters, lr=lr,
+        gram_dtype=gram_torch_dtype, train_anchors=train_anchors, methods=methods,
+        budget_of={**DEFAULT_BUDGETS, **(budgets or {})},
+        limits={**_EXACT_MAX_N, **(exact_max_n or {})},
+    )
     cases = resolve_kernels(kernels if kernels is not None else DEFAULT_KERNELS[dataset])
     bar = None
     if isinstance(progress, Progress):
@@ -497,9 +403,7 @@ def run_gp(
                       "dtype": torch_dtype, "n_test": len(data[3]), "source": name}
             for case in cases:
                 tracker.note(case.spec)
-                rows.extend(_rows_for_case(case, data, seed, common, methods, budget_of, limits,
-                                           device, torch_dtype, training_iters, lr,
-                                           gram_torch_dtype, train_anchors))
+                rows.extend(_rows_for_case(case, data, seed, common, settings))
                 tracker.step(case.spec)
     finally:
         if bar is not None:
@@ -517,26 +421,22 @@ def run_gp(
     return frame
 
 
-def _rows_for_case(case, data, seed, common, methods, budget_of, limits, device, dtype,
-                   training_iters, lr, gram_dtype=None,
-                   train_anchors=True) -> list[dict[str, Any]]:
+def _rows_for_case(case, data, seed, common, settings: _Settings) -> list[dict[str, Any]]:
     rows = []
+    budget_of = settings.budget_of
     if not case.ok:
         return [error_row(HARNESS, case, "exact", "rmse", case.error, **common)]
     if getattr(case.kernel, "is_conv", False) and data[4] is None:
         return [error_row(HARNESS, case, "exact", "rmse",
                           f"{case.family} is convolutional; {common['dataset']} has no images",
                           **common)]
-    for method, reason in _methods_for(case, methods, common["n"], limits):
+    for method, reason in _methods_for(case, settings.methods, common["n"], settings.limits):
         budget = None if method == "exact" else budget_of.get(method)
         if reason:
             rows.append(error_row(HARNESS, case, method, "rmse", reason, budget=budget, **common))
             continue
         try:
-            metrics, seconds, n_features = _fit_predict(
-                case, method, budget, data, seed, device, dtype, training_iters, lr, gram_dtype,
-                train_anchors,
-            )
+            metrics, seconds, n_features = _fit_predict(case, method, budget, data, seed, settings)
         except Exception as exc:  # noqa: BLE001 - a failing kernel is a row, the run goes on
             rows.append(error_row(HARNESS, case, method, "rmse", describe_error(exc),
                                   budget=budget, **common))

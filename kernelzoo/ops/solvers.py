@@ -342,6 +342,10 @@ def kernel_ridge_path(
 ) -> RidgeSelection:
     """Kernel ridge for every lambda at once, out of core; lambda chosen on the validation split.
 
+    More than eight parameters because it is the solver's public entry point: the Grams
+    and labels of both splits, the lambda grid and the solver settings, all but the data
+    with defaults.
+
     Solves ``(K + lambda I) A = Y`` (``Y`` one-hot for integer labels:
     one-vs-all) with :func:`block_cg`, all lambdas and classes in one block,
     so ``K`` is read once per CG iteration whatever their number; then scores
@@ -445,12 +449,14 @@ def kernel_ridge_from_store(
 ) -> tuple[float, torch.Tensor]:
     """``(best_lambda, coefficients)`` of one-vs-all kernel ridge read from Gram stores.
 
+    More than eight parameters because it mirrors :func:`kernel_ridge_path`'s arguments
+    for Grams held in stores.
+
     The entry point for Grams that do not fit in memory: ``train_store`` holds
     ``K(X_train, X_train)`` and ``val_cross_store`` ``K(X_val, X_train)``
     (paths written by ``gram_to_store``, or any source :class:`GramPanels`
     reads). See :func:`kernel_ridge_path` for the scores of every lambda and
-    for ``relative`` (False: ``lambda`` is the ridge itself), and for why it
-    takes that many parameters (these are its own).
+    for ``relative`` (False: ``lambda`` is the ridge itself).
 
     Shape: coefficients ``(n_train, n_classes)`` (float64); predict with
     :func:`predict` on ``K(X_test, X_train)``.

@@ -4,7 +4,7 @@ Every tile of the output is one Dask task that calls the kernel's public
 ``gram(x_tile, y_tile)`` (``gram(x_tile)`` on the diagonal tiles of a
 symmetric Gram, ``features(x_tile)`` for a fitted approximation), writes its
 chunk(s) into the zarr array and returns their checksums. The calling process
-is the only one that updates the manifest (see :mod:`kernelzoo.integrations.store`):
+is the only one that updates the manifest (see :mod:`kernelzoo.store`):
 a tile is done only once the manifest, replaced atomically, lists it. A run
 killed at any point therefore loses no recorded tile, and a rerun with the
 same spec and inputs computes only the tiles not recorded; a rerun with a
@@ -227,6 +227,10 @@ def gram_to_store(
 ) -> StoreResult:
     """Compute the Gram ``K[i, j] = k(x[i], y[j])`` as Dask tasks into a resumable zarr store.
 
+    More than eight parameters because it is a public entry point that states a whole
+    distributed computation in one call (inputs, store, tiling, scheduler, resources); every
+    one past the inputs is a keyword with a default.
+
     Twelve parameters, on purpose: the inputs and the store, then the options
     of ``kernelzoo gram --store`` one for one (tile, scheduler, budget,
     progress, workers, device, verify, timeout), all defaulted; inside, they
@@ -299,6 +303,9 @@ def features_to_store(
     timeout: float | None = None,
 ) -> StoreResult:
     """The feature matrix ``approximation.features(x)`` as row tiles into a resumable store.
+
+    More than eight parameters because, like :func:`gram_to_store`, it states a whole
+    distributed computation in one call; every one past the inputs has a default.
 
     Its parameters are :func:`gram_to_store`'s (there, why that many) without ``y``
     and ``memory_budget``.
