@@ -235,7 +235,7 @@ default 'relu'
 
     @property
     def is_conv(self) -> bool:  # type: ignore[override]
-        """Whether inputs are images (``architecture='conv'``)."""
+        """Whether inputs are images (``architecture='conv'`` or ``'myrtle'``)."""
         return self._params["architecture"] in ("conv", "myrtle")
 
     @property
