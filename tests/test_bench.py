@@ -386,3 +386,42 @@ def test_the_same_command_twice_gives_the_same_results(tmp_path, capsys):
     raw = pd.read_csv(tmp_path / "first" / "results.csv")
     assert {"split", "seed"} <= set(raw.columns)
     assert set(raw.loc[raw["harness"] == "accuracy", "split"].dropna()) == {0, 1}
+
+
+# ---------------------------------------------------------------------------- training time
+def test_training_time_reuses_the_accuracy_grams_and_ends_at_kernel_regression(monkeypatch):
+    from kernelzoo import predict
+    from kernelzoo.bench.harnesses.training_time import DIAG_REG, SCALED_TIMES, TrainingTime
+    from kernelzoo.kernels.infinite import InfiniteWidthKernel
+
+    specs = ["ntk", "ntk(architecture='conv', depth=1)", "arccos"]
+    frames, ctx = run_tiny(specs, ["accuracy"], dtype="float64")
+
+    def no_new_gram(*args, **kwargs):
+        raise AssertionError("training_time evaluated a kernel: it must slice the pool's Gram")
+
+    monkeypatch.setattr(InfiniteWidthKernel, "gram", no_new_gram)
+    monkeypatch.setattr(InfiniteWidthKernel, "gram_nngp_ntk", no_new_gram)
+    frame = run_harnesses(ctx, [TrainingTime()])["training_time"]
+    assert (frame["error"] == "").all(), frame["error"].tolist()
+    assert set(frame["spec"]) == {"ntk", "ntk(architecture='conv', depth=1)"}  # NTKs only
+    for spec in ("ntk", "ntk(architecture='conv', depth=1)"):
+        rows = frame[frame["spec"] == spec].sort_values("time_scaled")
+        assert list(rows["time_scaled"]) == [*SCALED_TIMES, np.inf]
+        assert (rows["n"] == 40).all() and (rows["split"] == 0).all()
+        assert ((rows["value"] >= 0) & (rows["value"] <= 1)).all()
+        assert rows["time"].is_monotonic_increasing
+        # t = inf: kernel regression on split 0 (one-vs-all +-1 targets)
+        case = ctx.tuned(next(c for c in ctx.cases if c.spec == spec))
+        split = ctx.reference_split()
+        index = np.concatenate([split.train[:40], split.test])
+        gram = ctx.grams.get(case.kernel)[index][:, index].double()
+        y = torch.as_tensor(ctx.pool.y)
+        classes = torch.unique(y[split.train[:40]])
+        targets = torch.where(y[split.train[:40], None] == classes, 1.0, -1.0).double()
+        test = predict.gradient_descent_mse(gram[:40, :40], targets, diag_reg=DIAG_REG)(
+            None, None, 0.0, gram[40:, :40])
+        want = float((classes[test.argmax(1)] == y[split.test]).double().mean())
+        assert float(rows["value"].iloc[-1]) == pytest.approx(want, abs=1e-12)
+    again = run_harnesses(ctx, [TrainingTime()])["training_time"]
+    pd.testing.assert_series_equal(again["value"], frame["value"])  # deterministic

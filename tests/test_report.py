@@ -119,6 +119,25 @@ def test_compare_cli_runs_only_the_named_harnesses(tmp_path, capsys):
     assert "## Approximation error" not in (out / "report.md").read_text()
 
 
+def test_training_time_section_has_a_table_and_a_plot(tmp_path, capsys):
+    from kernelzoo.cli import main
+
+    out = tmp_path / "report"
+    code = main(["compare", "--family", "ntk", "--harness", "accuracy,training_time",
+                 "--out", str(out), *TINY])
+    assert code == 0
+    results = pd.read_csv(out / "results.csv")
+    rows = results[results["harness"] == "training_time"]
+    assert len(rows) == 8 and rows["error"].isna().all()
+    assert {"time", "time_scaled"} <= set(results.columns)
+    text = (out / "report.md").read_text()
+    assert "## Accuracy against training time" in text
+    assert "training_time.png" in text and "t=inf" in text
+    assert (out / "training_time.png").read_bytes()[:8] == PNG_MAGIC
+    table = tables.training_time_table(rows.assign(error=""))
+    assert list(table.columns)[-1] == "t=inf" and list(table.index) == ["ntk"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--harness", "nope"], "--harness 'nope' is not allowed"),
     (["--seeds", "a"], "--seeds must be a comma list of integers"),

@@ -76,12 +76,26 @@ def _readout_size(net: Net, input_shape: tuple[int, ...], width: int) -> int:
     return width
 
 
-def _activation(h: torch.Tensor, name: str) -> torch.Tensor:
+def _activation(h: torch.Tensor, name: str, negative_slope: float = 0.01) -> torch.Tensor:
+    """The activation of a finite net (its autograd derivative gives the empirical NTK:
+    ``sign``'s is 0, as its kernel's derivative dual)."""
     if name == "relu":
         return torch.relu(h)
     if name == "abs":
         return h.abs()
-    return torch.erf(h)
+    if name == "leaky_relu":
+        return F.leaky_relu(h, negative_slope)
+    if name == "gelu":
+        return F.gelu(h)  # exact: u Phi(u)
+    if name == "sin":
+        return torch.sin(h)
+    if name == "cos":
+        return torch.cos(h)
+    if name == "sign":
+        return torch.sign(h)
+    if name == "erf":
+        return torch.erf(h)
+    raise ValueError(f"unknown activation {name!r}")
 
 
 def _pool(h: torch.Tensor, stride: int) -> torch.Tensor:
@@ -116,7 +130,7 @@ def _hidden(params: dict[str, torch.Tensor], x: torch.Tensor, net: Net) -> torch
             pre = (h @ w.T) * (w_std / math.sqrt(w.shape[1]))
             if f"b{layer}" in params:
                 pre = pre + b_std * params[f"b{layer}"]
-        h = _activation(pre, net.activation)
+        h = _activation(pre, net.activation, net.negative_slope)
         if net.conv:
             h = _pool(h, net.pooling[layer])
     if not net.conv:

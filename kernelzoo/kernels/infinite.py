@@ -61,12 +61,16 @@ from kernelzoo._validation import (
     parse_memory_budget,
 )
 from kernelzoo.kernels.base import Kernel, Param, check_choice, check_int, check_positive
+from kernelzoo.kernels.functional.activations import DEFAULT_NEGATIVE_SLOPE
 from kernelzoo.kernels.functional.architecture import (
     ACTIVATIONS,
+    HOMOGENEOUS_ACTIVATIONS,
+    MYRTLE_GROUPS,
     PADDINGS,
     READOUTS,
     Net,
     conv_shapes,
+    myrtle_layers,
 )
 from kernelzoo.kernels.functional.conv import conv_diag_block, conv_diag_self, diag_block_bytes
 from kernelzoo.kernels.functional.conv_pairs import (
@@ -103,10 +107,24 @@ def _check_pooling(value, name: str):
     return strides
 
 
+def _check_slope(value, name: str):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
 INFINITE_PARAMS = (
-    Param("architecture", "fc", check_choice("fc", "conv"), "fc (Dense layers) or conv"),
-    Param("depth", 2, check_int(minimum=1), "number of hidden layers, >= 1"),
-    Param("activation", "relu", check_choice(*ACTIVATIONS), "relu, erf or abs"),
+    Param("architecture", "fc", check_choice("fc", "conv", "myrtle"),
+          "fc (Dense layers), conv, or myrtle (Myrtle-5/7/10 on 32x32 images)"),
+    Param("depth", 2, check_int(minimum=1),
+          "number of hidden layers, >= 1 (myrtle: 5, 7 or 10)"),
+    Param("activation", "relu", check_choice(*ACTIVATIONS),
+          "relu, erf, abs, gelu, sin, cos, sign or leaky_relu"),
+    Param("negative_slope", DEFAULT_NEGATIVE_SLOPE, _check_slope,
+          "leaky_relu's slope below 0 (neural-tangents' LeakyRelu(alpha))"),
     Param("weight_std", 2**0.5, check_positive(), "W_std (parameterization 'ntk')",
           train="positive"),
     # relu networks are positively homogeneous: without a bias, weight_std only rescales
@@ -132,10 +150,25 @@ class InfiniteWidthKernel(Kernel):
 
     Parameters
     ----------
-    architecture : {'fc', 'conv'}, default 'fc'
-        ``depth`` hidden ``Dense`` layers, or ``Conv(filter_size, padding)`` layers.
+    architecture : {'fc', 'conv', 'myrtle'}, default 'fc'
+        ``depth`` hidden ``Dense`` layers, or ``Conv(filter_size, padding)``
+        layers; ``'myrtle'``: the Myrtle network of Shankar et al. (2020) as
+        neural-tangents builds it (three groups of 3x3 SAME conv + activation
+        with [2, 1, 1] / [2, 2, 2] / [3, 3, 3] layers for ``depth`` 5 / 7 / 10,
+        2x2 average pooling after the first and second group and three times
+        after the third, then the readout and the Dense); its images must
+        have sides divisible by 32 (32 -> 16 -> 8 -> 1 on CIFAR-10), and
+        ``filter_size``, ``padding`` and ``pooling`` stay at their defaults.
     depth : int >= 1, default 2
-    activation : {'relu', 'erf', 'abs'}, default 'relu'
+        Hidden layers; for ``'myrtle'`` the Myrtle depth, 5, 7 or 10.
+    activation : {'relu', 'erf', 'abs', 'gelu', 'sin', 'cos', 'sign', 'leaky_relu'}, \
+default 'relu'
+        ``gelu`` is ``u Phi(u)`` (not the tanh form); ``sign``'s NTK contribution
+        is 0 (its derivative vanishes almost everywhere, as in neural-tangents).
+    negative_slope : float, default 0.01
+        ``leaky_relu``: ``max(u, 0) + negative_slope * min(u, 0)``
+        (neural-tangents' ``LeakyRelu(negative_slope)``); other activations
+        take only the default.
     weight_std, bias_std : float, default sqrt(2), 0.0
         ``W_std`` and ``b_std`` of every layer (parameterization "ntk"); a bias
         of 0 or None means no bias.
@@ -168,6 +201,26 @@ class InfiniteWidthKernel(Kernel):
     tangent: ClassVar[bool] = False
 
     def _check_params(self) -> None:
+        p = self._params
+        if p["activation"] != "leaky_relu" and p["negative_slope"] != DEFAULT_NEGATIVE_SLOPE:
+            raise ValueError(
+                f"negative_slope is for activation='leaky_relu'; activation="
+                f"{p['activation']!r} takes only the default {DEFAULT_NEGATIVE_SLOPE}"
+            )
+        if p["architecture"] == "myrtle":
+            if p["depth"] not in MYRTLE_GROUPS:
+                raise ValueError(
+                    f"architecture='myrtle' takes depth=5, 7 or 10 (Myrtle-5/7/10), got "
+                    f"depth={p['depth']!r}"
+                )
+            fixed = {"filter_size": 3, "padding": "same", "pooling": None}
+            for name, value in fixed.items():
+                if p[name] != value:
+                    raise ValueError(
+                        f"architecture='myrtle' fixes {name}={value!r} (3x3 SAME convs and its "
+                        f"own pooling); got {name}={p[name]!r}"
+                    )
+            return
         pooling = self._params["pooling"]
         if pooling is not None:
             if self._params["architecture"] == "fc":
@@ -182,8 +235,8 @@ class InfiniteWidthKernel(Kernel):
 
     @property
     def is_conv(self) -> bool:  # type: ignore[override]
-        """Whether inputs are images (``architecture='conv'``)."""
-        return self._params["architecture"] == "conv"
+        """Whether inputs are images (``architecture='conv'`` or ``'myrtle'``)."""
+        return self._params["architecture"] in ("conv", "myrtle")
 
     @property
     def homogeneity(self) -> int | None:  # type: ignore[override]
@@ -191,7 +244,9 @@ class InfiniteWidthKernel(Kernel):
         (``k(a x, b y) = a b k(x, y)``), else None."""
         homogeneous = getattr(self.net, "homogeneous", None)  # where Net says so itself
         if homogeneous is None:
-            homogeneous = self._params["activation"] in ("relu", "abs") and not (
+            # sign is homogeneous of degree 0, but the unscaled recursion does not keep
+            # k(a x, b y) = k(x, y) where a, b leave the dtype's range: not declared
+            homogeneous = self._params["activation"] in HOMOGENEOUS_ACTIVATIONS and not (
                 self._params["bias_std"])
         return 1 if homogeneous else None
 
@@ -246,10 +301,13 @@ class InfiniteWidthKernel(Kernel):
     def net(self) -> Net:
         p = self._params
         bias = 0.0 if p["bias_std"] is None else float(p["bias_std"])
-        pooling = tuple(p["pooling"]) if p["pooling"] is not None else (1,) * p["depth"]
+        depth = p["depth"]
+        pooling = tuple(p["pooling"]) if p["pooling"] is not None else (1,) * depth
+        if p["architecture"] == "myrtle":
+            depth, pooling = myrtle_layers(depth)
         return Net(
             conv=self.is_conv,
-            depth=p["depth"],
+            depth=depth,
             activation=p["activation"],
             weight_var=float(p["weight_std"]) ** 2,
             bias_var=bias**2,
@@ -259,6 +317,7 @@ class InfiniteWidthKernel(Kernel):
             readout_dense=bool(p["readout_dense"]),
             pooling=pooling,
             ntk=self.tangent,
+            negative_slope=float(p["negative_slope"]),
         )
 
     # ------------------------------------------------------------------ inputs
@@ -266,6 +325,14 @@ class InfiniteWidthKernel(Kernel):
         if not self.is_conv:
             return as_vectors(x, name)
         images = as_images(x, self._params["image_shape"], name)
+        if self._params["architecture"] == "myrtle" and (
+            images.shape[2] % 32 or images.shape[3] % 32
+        ):
+            raise ValueError(
+                f"{self.family}: architecture='myrtle' pools its images by 2, 2 and 8 "
+                f"(32 -> 16 -> 8 -> 1), so {name}'s height and width must be multiples of 32; "
+                f"got {images.shape[2]}x{images.shape[3]} images"
+            )
         conv_shapes(images.shape[2], images.shape[3], self.net)  # raises if no pixel is left
         return images
 

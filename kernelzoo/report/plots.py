@@ -31,6 +31,7 @@ __all__ = [
     "plot_spectrum",
     "plot_speed",
     "plot_stability",
+    "plot_training_time",
 ]
 
 _DPI = 110
@@ -345,4 +346,41 @@ def plot_speed(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
     right.legend(fontsize=6, ncol=2)
     device = str(frame["device"].iloc[0]) if not frame.empty else ""
     fig.suptitle(f"Speed on {device}", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_training_time(frame: pd.DataFrame, path: str | os.PathLike) -> str | None:
+    """NTK test accuracy against the (scaled) training time; the kernel-regression limit
+    (t = inf) as a dashed line of the same colour.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The training_time harness's rows.
+    path : str or path-like
+        The PNG to write.
+
+    Returns
+    -------
+    str or None
+        The path written, or None without rows.
+    """
+    rows = _ok(frame, "training_time", "test_accuracy")
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    specs = _order(rows["spec"])
+    for spec, color in zip(specs, _colors(len(specs)), strict=True):
+        part = rows[rows["spec"] == spec]
+        scaled = part["time_scaled"].astype(float)
+        finite = part[np.isfinite(scaled)].sort_values("time_scaled")
+        ax.plot(finite["time_scaled"].astype(float), finite["value"], marker="o", ms=3,
+                color=color, label=_short(spec, 45))
+        limit = part[~np.isfinite(scaled)]
+        if not limit.empty:
+            ax.axhline(float(limit["value"].iloc[0]), color=color, ls="--", lw=1,
+                       label=f"{_short(spec, 30)}, t=∞")
+    ax.set_xscale("log")
+    _label_axes(ax, "training time t·trace(K)/(n·classes)", "test accuracy",
+                f"Accuracy against training time (n={int(rows['n'].max())})")
     return _save(fig, path)

@@ -30,6 +30,7 @@ __all__ = [
     "spectrum_table",
     "speed_table",
     "to_markdown",
+    "training_time_table",
 ]
 
 
@@ -196,3 +197,31 @@ def generic_table(frame: pd.DataFrame, harness: str) -> pd.DataFrame:
                                                              strict=True)])
     table = part.pivot_table(index="kernel", columns="metric", values="value", aggfunc="mean")
     return table.reindex(list(dict.fromkeys(part["kernel"])))
+
+
+def training_time_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy after training time t (columns: t on the scaled axis, then the
+    kernel-regression limit ``inf``); rows kernel.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The training_time harness's rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per kernel.
+    """
+    rows = select(frame, "training_time", "test_accuracy")
+    if rows.empty:
+        return pd.DataFrame()
+    records = []
+    for spec in kernel_order(rows):
+        part = rows[rows["spec"] == spec].sort_values("time_scaled")
+        record: dict[str, Any] = {"kernel": spec, "n": int(part["n"].max())}
+        for _, row in part.iterrows():
+            scaled = float(row["time_scaled"])
+            record["t=inf" if math.isinf(scaled) else f"t={scaled:.0e}"] = row["value"]
+        records.append(record)
+    return pd.DataFrame.from_records(records).set_index("kernel")

@@ -17,6 +17,7 @@ from kernelzoo.bench.harnesses import (  # noqa: F401 - each module defines one 
     spectrum,
     speed,
     stability,
+    training_time,
 )
 
 __all__ = ["HARNESSES", "default_harnesses"]

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["ACTIVATIONS", "PADDINGS", "READOUTS", "Net", "conv_shapes"]
+__all__ = [
+    "ACTIVATIONS",
+    "HOMOGENEOUS_ACTIVATIONS",
+    "MYRTLE_GROUPS",
+    "PADDINGS",
+    "READOUTS",
+    "Net",
+    "conv_shapes",
+    "myrtle_layers",
+]
 
-ACTIVATIONS = ("relu", "erf", "abs")
+ACTIVATIONS = ("relu", "erf", "abs", "gelu", "sin", "cos", "sign", "leaky_relu")
+#: positively homogeneous of degree 1 (``f(a u) = a f(u)``, a > 0): a net of these without
+#: bias has ``k(a x, b y) = a b k(x, y)`` (``sign`` is of degree 0)
+HOMOGENEOUS_ACTIVATIONS = ("relu", "abs", "leaky_relu")
 PADDINGS = ("same", "valid", "circular")
 READOUTS = ("gap", "flatten")
 
@@ -26,6 +38,7 @@ class Net:
     readout_dense: bool
     pooling: tuple[int, ...]  # one stride per hidden layer, 1 = no pooling
     ntk: bool  # also carry the tangent kernel
+    negative_slope: float = 0.01  # leaky_relu only
 
     @property
     def conv_scale(self) -> float:
@@ -64,3 +77,31 @@ def conv_shapes(height: int, width: int, net: Net) -> list[tuple[int, int]]:
         h, w = -(-h // s), -(-w // s)
     shapes.append((h, w))
     return shapes
+
+
+#: Myrtle depth -> conv layers in each of its three groups (Shankar et al. 2020)
+MYRTLE_GROUPS = {5: (2, 1, 1), 7: (2, 2, 2), 10: (3, 3, 3)}
+
+
+def myrtle_layers(depth: int) -> tuple[int, tuple[int, ...]]:
+    """``(hidden conv layers, pooling strides)`` of the Myrtle network of ``depth``.
+
+    Three groups of 3x3 SAME conv + activation; 2x2 average pooling after the
+    first and the second group, and three times after the third (one 8x8
+    pooling: equal when the size is divisible by 8). ``depth`` counts the
+    conv layers and the final Dense.
+
+    Parameters
+    ----------
+    depth : {5, 7, 10}
+        The Myrtle depth.
+
+    Returns
+    -------
+    tuple
+        ``(n_conv, pooling)`` with one stride per conv layer.
+    """
+    pooling: list[int] = []
+    for group, count in enumerate(MYRTLE_GROUPS[depth]):
+        pooling += [1] * (count - 1) + [8 if group == 2 else 2]
+    return len(pooling), tuple(pooling)

@@ -119,7 +119,8 @@ def conv_diag_block(
     for layer in range(net.depth):
         k = cs * conv2d_sum(a, net) + b
         t = None if not net.ntk else (k if ta is None else cs * conv2d_sum(ta, net) + k)
-        a, ta = activate(k, t, vx[layer][:, None], vy[layer][None, :], net.activation)
+        a, ta = activate(k, t, vx[layer][:, None], vy[layer][None, :], net.activation,
+                         net.negative_slope)
     a = a.mean((-2, -1))
     ta = None if ta is None else ta.mean((-2, -1))
     return dense_readout(a, ta, net)
@@ -140,8 +141,8 @@ def conv_diag_self(x: torch.Tensor, net: Net) -> tuple[torch.Tensor, torch.Tenso
     for _ in range(net.depth):
         k = cs * conv2d_sum(a, net) + b
         t = None if not net.ntk else (k if ta is None else cs * conv2d_sum(ta, net) + k)
-        a = activate_diag(k, net.activation)
-        ta = None if t is None else t * diag_derivative(k, net.activation)
+        a = activate_diag(k, net.activation, net.negative_slope)
+        ta = None if t is None else t * diag_derivative(k, net.activation, net.negative_slope)
     a = a.mean((-2, -1))
     ta = None if ta is None else ta.mean((-2, -1))
     return dense_readout(a, ta, net)

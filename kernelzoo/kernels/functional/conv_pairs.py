@@ -106,19 +106,20 @@ def _layer_next(ap, tap, net: Net):
     return k, t
 
 
-def _activate_pairs(k, t, v_a, v_b, activation: str):
-    return activate(k, t, v_a[:, :, :, None, None], v_b[:, None, None, :, :], activation)
+def _activate_pairs(k, t, v_a, v_b, activation: str, negative_slope: float = 0.01):
+    return activate(k, t, v_a[:, :, :, None, None], v_b[:, None, None, :, :], activation,
+                    negative_slope)
 
 
 def _step(ap, tap, v_a, v_b, net: Net):
     """Conv + bias + activation of a hidden layer after the first (padded inputs)."""
     k, t = _layer_next(ap, tap, net)
-    return _activate_pairs(k, t, v_a, v_b, net.activation)
+    return _activate_pairs(k, t, v_a, v_b, net.activation, net.negative_slope)
 
 
 def _step_first(k0p, v_a, v_b, net: Net):
     k, t = _layer_first(k0p, net)
-    return _activate_pairs(k, t, v_a, v_b, net.activation)
+    return _activate_pairs(k, t, v_a, v_b, net.activation, net.negative_slope)
 
 
 def _step_last(ap, tap, v_a, v_b, net: Net):
@@ -166,7 +167,7 @@ def pairs_chunk(
             var = _diagonal(k)
             if collect:
                 collected.append(var)
-            a, ta = _activate_pairs(k, t, var, var, net.activation)
+            a, ta = _activate_pairs(k, t, var, var, net.activation, net.negative_slope)
         elif layer == 0:
             a, ta = run_stage(_step_first, use_compile, net, *padded, v_a[0], v_b[0])
         elif layer == net.depth - 1 and net.pooling[layer] == 1:
@@ -326,7 +327,7 @@ def conv_variances(x: torch.Tensor, net: Net, budget: int, desc: str) -> list[to
     for layer in range(net.depth):
         variances.append(v)
         if layer + 1 < net.depth:
-            v = c * conv2d_sum(activate_diag(v, net.activation), net) + b
+            v = c * conv2d_sum(activate_diag(v, net.activation, net.negative_slope), net) + b
     return variances
 
 

@@ -26,8 +26,9 @@ def fc_block(
         t = None if not net.ntk else (k if ta is None else net.weight_var * ta + k)
         vx = net.weight_var * vx + net.bias_var
         vy = net.weight_var * vy + net.bias_var
-        a, ta = activate(k, t, vx[:, None], vy[None, :], net.activation)
-        vx, vy = activate_diag(vx, net.activation), activate_diag(vy, net.activation)
+        a, ta = activate(k, t, vx[:, None], vy[None, :], net.activation, net.negative_slope)
+        vx = activate_diag(vx, net.activation, net.negative_slope)
+        vy = activate_diag(vy, net.activation, net.negative_slope)
     return dense_readout(a, ta, net)
 
 
@@ -40,9 +41,9 @@ def fc_diag(vx: torch.Tensor, net: Net) -> tuple[torch.Tensor, torch.Tensor | No
     for _ in range(net.depth):
         k = net.weight_var * a + net.bias_var
         t = None if not net.ntk else (k if ta is None else net.weight_var * ta + k)
-        a = activate_diag(k, net.activation)
+        a = activate_diag(k, net.activation, net.negative_slope)
         if t is not None:
-            t = t * diag_derivative(k, net.activation)
+            t = t * diag_derivative(k, net.activation, net.negative_slope)
         ta = t
     return dense_readout(a, ta, net)
 
