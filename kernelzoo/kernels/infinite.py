@@ -69,11 +69,13 @@ from kernelzoo.kernels.functional.architecture import (
     conv_shapes,
 )
 from kernelzoo.kernels.functional.conv import conv_diag_block, conv_diag_self, diag_block_bytes
+from kernelzoo.kernels.functional.conv_fused import CompileFailed, fused_applies, fused_gram
 from kernelzoo.kernels.functional.conv_pairs import (
     conv_diag_full,
     conv_full_gram,
     conv_variances,
 )
+from kernelzoo.kernels.functional.extremes import unit_samples, unscale, unscale_diag
 from kernelzoo.kernels.functional.fc import fc_block, fc_diag
 from kernelzoo.ops.tiling import tiled_gram
 
@@ -237,7 +239,7 @@ class InfiniteWidthKernel(Kernel):
         if diag and y is None:
             return self._pick(*fc_diag(vx, net))
         vy = vx if y is None else y.square().mean(1)
-        gram = self._pick(*fc_block(x, x if y is None else y, vx, vy, net))
+        gram = self._pick(*fc_block(x, x if y is None else y, vx, vy, net, same=y is None))
         if y is None:
             gram = 0.5 * (gram + gram.mT)
         return torch.diagonal(gram) if diag else gram
@@ -293,7 +295,7 @@ class InfiniteWidthKernel(Kernel):
         if not net.conv:
             vx = x.square().mean(1)
             vy = vx if same else y.square().mean(1)
-            return fc_block(x, y, vx, vy, net)
+            return fc_block(x, y, vx, vy, net, same=same)
         # conv, flatten readout without pooling: equal positions only
         vx = conv_variances(x, net, 0, self.family)
         vy = vx if same else conv_variances(y, net, 0, self.family)
@@ -328,10 +330,16 @@ class InfiniteWidthKernel(Kernel):
         budget = parse_memory_budget(memory_budget)
         x, y = self.prepare_pair(X, Y)
         net = dataclasses.replace(self.net, ntk=True)
+        if net.homogeneous:  # unit-scale samples, the scale put back at the end
+            xs, ex = unit_samples(x)
+            ys, ey = (None, ex) if y is None else unit_samples(y)
+            k, t = self._both(xs, ys, net, budget)
+            return unscale(k, ex, ey, 1), unscale(t, ex, ey, 1)
+        return self._both(x, y, net, budget)
+
+    def _both(self, x, y, net: Net, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
         if net.conv and net.full_spatial:
-            vx = conv_variances(x, net, budget, self.family)
-            vy = None if y is None else conv_variances(y, net, budget, self.family)
-            return conv_full_gram(x, y, vx, vy, net, budget, self.family)
+            return self._full_gram(x, y, net, budget)  # type: ignore[return-value]
         return tuple(  # type: ignore[return-value]
             tiled_gram(
                 lambda a, b, same, i=index: self._pair_block(a, b, same, net)[i],
@@ -350,18 +358,50 @@ class InfiniteWidthKernel(Kernel):
         return pair_maps + item * (n_rows + n_cols) * (feat + 4 * positions * self.depth)
 
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
+        if self.net.homogeneous:  # unit-scale samples (no overflow), the scale put back
+            xs, ex = unit_samples(x)
+            ys, ey = (None, ex) if y is None else unit_samples(y)
+            return unscale(self._evaluate_unit(xs, ys, budget), ex, ey, 1)
+        return self._evaluate_unit(x, y, budget)
+
+    def _evaluate_unit(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
         net = self.net
         if not (net.conv and net.full_spatial):
             return super()._evaluate(x, y, budget)
+        return self._pick(*self._full_gram(x, y, net, budget))
+
+    def _full_gram(
+        self, x: torch.Tensor, y: torch.Tensor | None, net: Net, budget: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(K, T) on the all-position-pairs path: the fused graph where it applies."""
         vx = conv_variances(x, net, budget, self.family)
         vy = None if y is None else conv_variances(y, net, budget, self.family)
-        return self._pick(*conv_full_gram(x, y, vx, vy, net, budget, self.family))
+        if fused_applies(net, x, y):
+            try:
+                return fused_gram(x, y, vx, vy, net, budget)
+            except CompileFailed:  # warned once; compiling is now off
+                pass
+        return conv_full_gram(x, y, vx, vy, net, budget, self.family)
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
+        if self.net.homogeneous:
+            xs, e = unit_samples(x)
+            return unscale_diag(self._diag_unit(xs), e, 1)
+        return self._diag_unit(x)
+
+    def _diag_unit(self, x: torch.Tensor) -> torch.Tensor:
         net = self.net
         if not net.conv:
             return self._pick(*fc_diag(x.square().mean(1), net))
         if not net.full_spatial:
             return self._pick(*conv_diag_self(x, net))
+        if fused_applies(net, x[:1]) and fused_applies(net, x):
+            budget = get_memory_budget()
+            rows = torch.arange(x.shape[0], device=x.device)
+            vx = conv_variances(x, net, budget, self.family)
+            try:
+                return self._pick(*fused_gram(x, x, vx, vx, net, budget, pairs=(rows, rows)))
+            except CompileFailed:  # warned once; compiling is now off
+                pass
         k, t = conv_diag_full(x, net, get_memory_budget(), self.family)
         return self._pick(k, t)
