@@ -33,12 +33,21 @@ Angles are ``atan2(sqrt(K11 K22 - K12^2), K12)``; ``K12^2`` is inflated by
 pairs gives an angle of exactly 0 (neural-tangents' own NTK diagonal is off by
 about 1e-8 there) at a relative cost of ~1e-14 elsewhere.
 
-The full path can run under ``torch.compile`` (one fused kernel per layer: the
-first layer, a middle layer, the last layer with the readout; 3-5x faster than
-eager on CPU, see benchmarks/results/nt_compare.md); by default
-only for Grams large enough to amortise the compilation (tens of seconds),
-never with gradients, and it falls back to eager torch, with a warning, if
+Small images with the GAP readout run a fused graph with image pairs innermost
+(:mod:`~kernelzoo.kernels.functional.conv_fused`), compiled by default from
+about 1e6 units of work, once per structure and dtype (hyperparameters and
+the number of pairs are runtime values; inductor caches the code on disk).
+Otherwise the full path can run under ``torch.compile`` (one fused kernel per
+layer: the first layer, a middle layer, the last layer with the readout; 3-5x
+faster than eager on CPU, see benchmarks/results/nt_compare.md); by default
+only for Grams large enough to amortise the compilation (tens of seconds).
+Never with gradients; it falls back to eager torch, with a warning, if
 compilation fails. ``KERNELZOO_COMPILE=0`` disables it, ``=1`` forces it.
+
+Relu and abs nets without bias (``Net.homogeneous``) are evaluated on samples
+scaled to unit norm by powers of two, the scale put back at the end
+(:mod:`~kernelzoo.kernels.functional.extremes`): huge finite inputs give the
+exact Gram or an ``OverflowError``, never NaN.
 
 The numerics live in :mod:`kernelzoo.kernels.functional` (activations and
 their dual maps, the fc recursion, the conv diagonal and all-pairs paths, the
