@@ -185,7 +185,18 @@ def fused_applies(net: Net, x: torch.Tensor, y: torch.Tensor | None = None) -> b
 
 
 def structure(net: Net) -> Net:
-    """``net`` with its hyperparameter values blanked: the key of one compilation."""
+    """``net`` with its hyperparameter values blanked: the key of one compilation.
+
+    Parameters
+    ----------
+    net : Net
+        The architecture.
+
+    Returns
+    -------
+    Net
+        The same structure with ``weight_var=1`` and ``bias_var=0``.
+    """
     return dataclasses.replace(net, weight_var=1.0, bias_var=0.0)
 
 
@@ -358,7 +369,24 @@ def _run(pa, pb, va, vb, scalars, net: Net):
 
 
 def block_pairs(positions: int, item: int, net: Net, budget: int) -> int:
-    """Image pairs per block: about ``2**20`` entries, at least 16, within ``budget``."""
+    """Image pairs per block: about ``2**20`` entries, at least 16, within ``budget``.
+
+    Parameters
+    ----------
+    positions : int
+        Positions per image (H W).
+    item : int
+        Bytes per number.
+    net : Net
+        The architecture (filter size, NTK or not).
+    budget : int
+        Working memory in bytes.
+
+    Returns
+    -------
+    int
+        Pairs per block, at least 2.
+    """
     padded = (math.isqrt(positions) + net.filter_size) ** 4
     per_pair = item * padded * (8 if net.ntk else 5)
     chunk = max(16, _BLOCK_ENTRIES // max(positions * positions, 1))
