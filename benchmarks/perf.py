@@ -1,6 +1,6 @@
 """Performance rows of kernelzoo, each measured side by side with its peer or floor in one run.
 
-    python benchmarks/perf.py [--only gram,ckn,dask,memory] [--repeats 5] [--threads 2] \\
+    python benchmarks/perf.py [--only gram,ckn,dask,memory,conv] [--repeats 5] [--threads 2] \\
         [--out benchmarks/results/perf.md]
 
 Each row family is one function in :data:`SECTIONS` (name -> function taking the
@@ -13,7 +13,8 @@ ratios, not the absolute times.
 Sections (``benchmarks/perf_rows.py``, issue 16's CPU rows): ``gram`` (rbf and
 arc-cosine vs a bare ``X @ X.T``), ``ckn`` (exact CKN per pair vs its first
 layer's GEMM + exp), ``dask`` (2 workers vs 1, and the machine's own ceiling),
-``memory`` (peak RSS beyond inputs and output). Add a section by writing
+``memory`` (peak RSS beyond inputs and output); ``benchmarks/perf_conv.py``: ``conv``
+(the conv NNGP/NTK on digits and on 32x32x3 against neural-tangents). Add a section by writing
 ``def section(args) -> list[str]`` and listing it in :data:`SECTIONS`.
 """
 
@@ -30,7 +31,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import perf_rows  # noqa: E402  (benchmarks/ on the path)
+import perf_conv  # noqa: E402  (benchmarks/ on the path)
+import perf_rows  # noqa: E402
 
 
 def load() -> float:
@@ -38,7 +40,7 @@ def load() -> float:
 
 
 #: section name -> function(args) -> Markdown lines; other rows are added here
-SECTIONS = {**perf_rows.SECTIONS}
+SECTIONS = {**perf_rows.SECTIONS, **perf_conv.SECTIONS}
 
 
 def main() -> None:
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="write the Markdown report here")
     perf_rows.add_arguments(parser)
+    perf_conv.add_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     unknown = [s for s in args.only.split(",") if s not in SECTIONS]

@@ -167,14 +167,6 @@ def _attempt(fn):
         return None
 
 
-def conv_fix_pending() -> bool:
-    """Whether main still lacks branch ``conv``'s nngp/ntk numerics (scaled homogeneous
-    nets, erf's dual map as an atan2): they mark themselves with ``Net.homogeneous``."""
-    from kernelzoo.kernels.functional import architecture
-
-    return not hasattr(architecture.Net, "homogeneous")
-
-
 def check_gram(obj, x: torch.Tensor, exact: bool, tol: float | None = None) -> None:
     gram = _attempt(lambda: obj.gram(x))
     diag = _attempt(lambda: obj.diag(x))
@@ -225,15 +217,7 @@ def _fuzz(family: str, data) -> None:
             reject()
     shape = _shape(obj.kernel if method != "exact" else obj)
     x = data.draw(inputs(shape, dtype), label="x")
-    tol = None
-    if family in ("nngp", "ntk") and conv_fix_pending():
-        # main's nngp/ntk recursion loses digits where its intermediates leave the dtype's
-        # normal range (float32 variances of 1e-22 multiply into subnormals; erf nets at
-        # large |x|): the strict xfails test_homogeneous_kernels_scale, test_erf_precision
-        # and test_erf_large_rows pin this; here finiteness (or OverflowError) and
-        # symmetry are checked, values (PSD, agreement with diag and cross Grams) are not
-        tol = math.inf
-    check_gram(obj, x, exact=method == "exact", tol=tol)
+    check_gram(obj, x, exact=method == "exact")
 
 
 @pytest.mark.parametrize("family", kz.available())
@@ -302,22 +286,10 @@ def _homogeneous_cases():
                     yield family, variant, dtype, exponent
 
 
-def _conv_fix_pending(family: str, dtype, exponent) -> bool:
-    """nngp/ntk where the Gram fits but their unscaled recursion overflows: fixed on branch
-    ``conv`` (power-of-two scaling of homogeneous nets, ``Net.homogeneous``), not yet on
-    main when this was written; strict, so these flip to failures once it lands."""
-    if family not in ("nngp", "ntk") or not conv_fix_pending():
-        return False
-    return exponent in _exponents(dtype)[1:4]
-
-
 def _homogeneous_params():
     for family, variant, dtype, exponent in _homogeneous_cases():
-        marks = []
-        if _conv_fix_pending(family, dtype, exponent):
-            marks.append(pytest.mark.xfail(strict=True, reason="fixed on branch conv"))
         label = f"{family}{dict(variant)}-{str(dtype)[6:]}-2^{exponent}"
-        yield pytest.param(family, variant, dtype, exponent, marks=marks, id=label)
+        yield pytest.param(family, variant, dtype, exponent, id=label)
 
 
 @pytest.mark.parametrize("family,variant,dtype,exponent", list(_homogeneous_params()))
@@ -348,32 +320,20 @@ def test_homogeneous_kernels_scale(family, variant, dtype, exponent):
         assert float((d - torch.diagonal(unit)).norm() / torch.diagonal(unit).norm()) < tol
 
 
-#: (family, dtype, scale) where main's erf recursion is off (see the test); fixed on conv
-_ERF_PENDING = {
-    ("nngp", "float32", 16.0), ("ntk", "float32", 1.0), ("ntk", "float32", 16.0),
-    ("ntk", "float32", 1e3),
-    ("ntk", "float32", 1e6), ("ntk", "float64", 1e3), ("ntk", "float64", 1e6),
-}
-
-
 def _erf_params():
     for family in ("nngp", "ntk"):
         for dtype in DTYPES:
             for scale in (1.0, 16.0, 1e3, 1e6):
-                pending = (family, str(dtype)[6:], scale) in _ERF_PENDING
-                marks = [pytest.mark.xfail(strict=True, reason="fixed on branch conv")] if (
-                    pending and conv_fix_pending()) else []
-                yield pytest.param(family, dtype, scale, marks=marks,
-                                   id=f"{family}-{str(dtype)[6:]}-{scale:g}")
+                yield pytest.param(family, dtype, scale, id=f"{family}-{str(dtype)[6:]}-{scale:g}")
 
 
 @pytest.mark.parametrize("family,dtype,scale", list(_erf_params()))
 def test_erf_precision(family, dtype, scale):
-    """erf nets with inputs of size ~100 and up (found by the fuzz suite). On main the ntk
-    Gram of one row is 8e-4 off at size 100 and 17% off at 2000 in float32, 2e29 instead
-    of 1.3e5 at 1e5; in float64 6e-7 off at 1e5 and 2e170 instead of 1.3e8 at 1e8 (the
-    nngp: 9e-5 off at size 2000 in float32), while
-    ``diag`` stays right (the reference). Branch ``conv`` gives 1e-7 everywhere."""
+    """erf nets with inputs of size ~100 and up (found by the fuzz suite). Before the
+    bounded dual map (``activations.erf_terms``) the ntk Gram of one row was 8e-4 off at
+    size 100 and 17% off at 2000 in float32, 2e29 instead of 1.3e5 at 1e5; in float64 6e-7
+    off at 1e5 and 2e170 instead of 1.3e8 at 1e8, while ``diag`` stayed right (the
+    reference)."""
     x = torch.tensor([[98.6237, -18.7794, -139.4425, 36.3796, -69.4094]],
                      dtype=torch.float64) * scale
     k = kz.kernel(family, activation="erf")
@@ -383,11 +343,10 @@ def test_erf_precision(family, dtype, scale):
     assert abs(float(k.diag(x.to(dtype))) - reference) <= tol * reference
 
 
-@pytest.mark.xfail(conv_fix_pending(), strict=True, reason="fixed on branch conv")
 def test_erf_large_rows():
-    """An erf nngp Gram with a row of size 1e77 (float64; found by the fuzz suite): on main
-    k(x, x) of that row is 0 instead of 1.18 and the Gram has an eigenvalue -0.27;
-    branch ``conv`` gives the right, PSD Gram."""
+    """An erf nngp Gram with a row of size 1e77 (float64; found by the fuzz suite): k(x, x)
+    of that row was 0 instead of 1.18 and the Gram had an eigenvalue -0.27 before the
+    bounded dual map; now the Gram is right and PSD."""
     x = torch.tensor([[1.5410, -0.29343, -2.1788, 0.56843, -1.0845],
                       [-1.6195e77, 4.6704e76, 9.7037e76, -8.3284e76, -4.6704e76]],
                      dtype=torch.float64)

@@ -33,12 +33,21 @@ Angles are ``atan2(sqrt(K11 K22 - K12^2), K12)``; ``K12^2`` is inflated by
 pairs gives an angle of exactly 0 (neural-tangents' own NTK diagonal is off by
 about 1e-8 there) at a relative cost of ~1e-14 elsewhere.
 
-The full path can run under ``torch.compile`` (one fused kernel per layer: the
-first layer, a middle layer, the last layer with the readout; 3-5x faster than
-eager on CPU, see benchmarks/results/nt_compare.md); by default
-only for Grams large enough to amortise the compilation (tens of seconds),
-never with gradients, and it falls back to eager torch, with a warning, if
+Small images with the GAP readout run a fused graph with image pairs innermost
+(:mod:`~kernelzoo.kernels.functional.conv_fused`), compiled by default from
+about 1e6 units of work, once per structure and dtype (hyperparameters and
+the number of pairs are runtime values; inductor caches the code on disk).
+Otherwise the full path can run under ``torch.compile`` (one fused kernel per
+layer: the first layer, a middle layer, the last layer with the readout; 3-5x
+faster than eager on CPU, see benchmarks/results/nt_compare.md); by default
+only for Grams large enough to amortise the compilation (tens of seconds).
+Never with gradients; it falls back to eager torch, with a warning, if
 compilation fails. ``KERNELZOO_COMPILE=0`` disables it, ``=1`` forces it.
+
+Relu and abs nets without bias (``Net.homogeneous``) are evaluated on samples
+scaled to unit norm by powers of two, the scale put back at the end
+(:mod:`~kernelzoo.kernels.functional.extremes`): huge finite inputs give the
+exact Gram or an ``OverflowError``, never NaN.
 
 The numerics live in :mod:`kernelzoo.kernels.functional` (activations and
 their dual maps, the fc recursion, the conv diagonal and all-pairs paths, the
@@ -64,7 +73,6 @@ from kernelzoo.kernels.base import Kernel, Param, check_choice, check_int, check
 from kernelzoo.kernels.functional.activations import DEFAULT_NEGATIVE_SLOPE
 from kernelzoo.kernels.functional.architecture import (
     ACTIVATIONS,
-    HOMOGENEOUS_ACTIVATIONS,
     MYRTLE_GROUPS,
     PADDINGS,
     READOUTS,
@@ -73,11 +81,13 @@ from kernelzoo.kernels.functional.architecture import (
     myrtle_layers,
 )
 from kernelzoo.kernels.functional.conv import conv_diag_block, conv_diag_self, diag_block_bytes
+from kernelzoo.kernels.functional.conv_fused import CompileFailed, fused_applies, fused_gram
 from kernelzoo.kernels.functional.conv_pairs import (
     conv_diag_full,
     conv_full_gram,
     conv_variances,
 )
+from kernelzoo.kernels.functional.extremes import unit_samples, unscale, unscale_diag
 from kernelzoo.kernels.functional.fc import fc_block, fc_diag
 from kernelzoo.ops.tiling import tiled_gram
 
@@ -242,12 +252,8 @@ default 'relu'
     def homogeneity(self) -> int | None:  # type: ignore[override]
         """1 for nets without bias whose activation is positively homogeneous of degree 1
         (``k(a x, b y) = a b k(x, y)``), else None."""
-        homogeneous = getattr(self.net, "homogeneous", None)  # where Net says so itself
-        if homogeneous is None:
-            # sign is homogeneous of degree 0, but the unscaled recursion does not keep
-            # k(a x, b y) = k(x, y) where a, b leave the dtype's range: not declared
-            homogeneous = self._params["activation"] in HOMOGENEOUS_ACTIVATIONS and not (
-                self._params["bias_std"])
+        # sign is homogeneous of degree 0 but not declared: Net.homogeneous lists degree 1 only
+        homogeneous = self.net.homogeneous
         return 1 if homogeneous else None
 
     def trainable_params(self) -> dict[str, str]:
@@ -292,7 +298,7 @@ default 'relu'
         if diag and y is None:
             return self._pick(*fc_diag(vx, net))
         vy = vx if y is None else y.square().mean(1)
-        gram = self._pick(*fc_block(x, x if y is None else y, vx, vy, net))
+        gram = self._pick(*fc_block(x, x if y is None else y, vx, vy, net, same=y is None))
         if y is None:
             gram = 0.5 * (gram + gram.mT)
         return torch.diagonal(gram) if diag else gram
@@ -360,7 +366,7 @@ default 'relu'
         if not net.conv:
             vx = x.square().mean(1)
             vy = vx if same else y.square().mean(1)
-            return fc_block(x, y, vx, vy, net)
+            return fc_block(x, y, vx, vy, net, same=same)
         # conv, flatten readout without pooling: equal positions only
         vx = conv_variances(x, net, 0, self.family)
         vy = vx if same else conv_variances(y, net, 0, self.family)
@@ -395,10 +401,16 @@ default 'relu'
         budget = parse_memory_budget(memory_budget)
         x, y = self.prepare_pair(X, Y)
         net = dataclasses.replace(self.net, ntk=True)
+        if net.homogeneous:  # unit-scale samples, the scale put back at the end
+            xs, ex = unit_samples(x)
+            ys, ey = (None, ex) if y is None else unit_samples(y)
+            k, t = self._both(xs, ys, net, budget)
+            return unscale(k, ex, ey, 1), unscale(t, ex, ey, 1)
+        return self._both(x, y, net, budget)
+
+    def _both(self, x, y, net: Net, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
         if net.conv and net.full_spatial:
-            vx = conv_variances(x, net, budget, self.family)
-            vy = None if y is None else conv_variances(y, net, budget, self.family)
-            return conv_full_gram(x, y, vx, vy, net, budget, self.family)
+            return self._full_gram(x, y, net, budget)  # type: ignore[return-value]
         return tuple(  # type: ignore[return-value]
             tiled_gram(
                 lambda a, b, same, i=index: self._pair_block(a, b, same, net)[i],
@@ -417,18 +429,50 @@ default 'relu'
         return pair_maps + item * (n_rows + n_cols) * (feat + 4 * positions * self.depth)
 
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
+        if self.net.homogeneous:  # unit-scale samples (no overflow), the scale put back
+            xs, ex = unit_samples(x)
+            ys, ey = (None, ex) if y is None else unit_samples(y)
+            return unscale(self._evaluate_unit(xs, ys, budget), ex, ey, 1)
+        return self._evaluate_unit(x, y, budget)
+
+    def _evaluate_unit(self, x: torch.Tensor, y: torch.Tensor | None, budget: int) -> torch.Tensor:
         net = self.net
         if not (net.conv and net.full_spatial):
             return super()._evaluate(x, y, budget)
+        return self._pick(*self._full_gram(x, y, net, budget))
+
+    def _full_gram(
+        self, x: torch.Tensor, y: torch.Tensor | None, net: Net, budget: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(K, T) on the all-position-pairs path: the fused graph where it applies."""
         vx = conv_variances(x, net, budget, self.family)
         vy = None if y is None else conv_variances(y, net, budget, self.family)
-        return self._pick(*conv_full_gram(x, y, vx, vy, net, budget, self.family))
+        if fused_applies(net, x, y):
+            try:
+                return fused_gram(x, y, vx, vy, net, budget)
+            except CompileFailed:  # warned once; compiling is now off
+                pass
+        return conv_full_gram(x, y, vx, vy, net, budget, self.family)
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
+        if self.net.homogeneous:
+            xs, e = unit_samples(x)
+            return unscale_diag(self._diag_unit(xs), e, 1)
+        return self._diag_unit(x)
+
+    def _diag_unit(self, x: torch.Tensor) -> torch.Tensor:
         net = self.net
         if not net.conv:
             return self._pick(*fc_diag(x.square().mean(1), net))
         if not net.full_spatial:
             return self._pick(*conv_diag_self(x, net))
+        if fused_applies(net, x[:1]) and fused_applies(net, x):
+            budget = get_memory_budget()
+            rows = torch.arange(x.shape[0], device=x.device)
+            vx = conv_variances(x, net, budget, self.family)
+            try:
+                return self._pick(*fused_gram(x, x, vx, vx, net, budget, pairs=(rows, rows)))
+            except CompileFailed:  # warned once; compiling is now off
+                pass
         k, t = conv_diag_full(x, net, get_memory_budget(), self.family)
         return self._pick(k, t)

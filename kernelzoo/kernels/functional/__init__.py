@@ -12,6 +12,8 @@ and integrations build on them without reaching into private code.
   equal-positions path;
 - :mod:`~kernelzoo.kernels.functional.conv_pairs`: the conv all-position-pairs path
   (GAP, pooling) in blocks of image pairs under a memory budget;
+- :mod:`~kernelzoo.kernels.functional.conv_fused`: the fused GAP path for small
+  images (image pairs innermost, one compiled graph per structure and dtype);
 - :mod:`~kernelzoo.kernels.functional.compile`: ``torch.compile`` plumbing;
 - :mod:`~kernelzoo.kernels.functional.ckn_ops`: CKN patches, kappa, pooling over
   position pairs.

@@ -29,8 +29,14 @@ import torch
 
 from kernelzoo.kernels.functional.dot import safe_sqrt
 
-__all__ = ["DEFAULT_NEGATIVE_SLOPE", "activate", "activate_diag", "diag_derivative",
-           "needs_grad"]
+__all__ = [
+    "DEFAULT_NEGATIVE_SLOPE",
+    "activate",
+    "activate_diag",
+    "diag_derivative",
+    "erf_terms",
+    "needs_grad",
+]
 
 _PI = math.pi
 #: ``negative_slope`` of ``leaky_relu`` when none is given (torch's default)
@@ -130,13 +136,12 @@ def activate(
     """
     grad = needs_grad(k, t, v1, v2)
     if activation == "erf":
-        q = (1.0 + 2.0 * v1) * (1.0 + 2.0 * v2)
-        root = q.sqrt()
-        a = torch.asin((2.0 * k / root).clamp(-1.0, 1.0)) * (2.0 / _PI)
+        x, root = erf_terms(k, v1, v2)
+        a = torch.atan2(x, root) * (2.0 / _PI)
         if t is None:
             return a, None
-        d = (q - 4.0 * k * k).clamp_min(torch.finfo(k.dtype).tiny).rsqrt() * (4.0 / _PI)
-        return a, t * d
+        u = (1.0 + 2.0 * v1).sqrt() * (1.0 + 2.0 * v2).sqrt()
+        return a, t * ((4.0 / _PI) / (u * root))
     if activation == "gelu":
         a, d = _gelu(k, v1, v2, t is not None)
         return a, (None if t is None else t * d)
@@ -167,6 +172,42 @@ def activate(
     else:
         raise ValueError(f"unknown activation {activation!r}")
     return a, (None if t is None else t * d)
+
+
+def erf_terms(
+    k: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """erf's dual map in bounded form: ``(x, r)`` with ``asin(2 K12 / sqrt(q)) = atan2(x, r)``.
+
+    ``q = (1 + 2 K11)(1 + 2 K22)``; ``x = 2 K12 / sqrt(q)`` and ``r = sqrt(1 - x^2)``,
+    where ``1 - x^2 = (1 + 2 K11 + 2 K22 + 4 (K11 K22 - K12^2)) / q`` is summed
+    from terms in [0, 1] (``K12^2 / (K11 K22)`` inflated by ``1 + 64 eps`` and
+    clipped as for relu): no cancellation of ``q`` against ``4 K12^2`` (which
+    lost all digits at large variances) and no overflow of ``K11 K22``.
+
+    Parameters
+    ----------
+    k : torch.Tensor
+        Covariances K12.
+    v1, v2 : torch.Tensor
+        Variances K11, K22, broadcastable to ``k``.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``x`` in [-1, 1] and ``r`` in (0, 1].
+    """
+    eps = torch.finfo(k.dtype).eps
+    r1, r2 = 1.0 / (1.0 + 2.0 * v1), 1.0 / (1.0 + 2.0 * v2)
+    w1, w2 = 2.0 * v1 * r1, 2.0 * v2 * r2  # 2 K / (1 + 2 K), in [0, 1)
+    norm = safe_sqrt(v1) * safe_sqrt(v2)  # finite gradients at zero variance
+    positive = norm > 0
+    c = torch.where(positive, k, torch.zeros_like(k)) / torch.where(
+        positive, norm, torch.ones_like(norm))
+    sin2 = (1.0 - (1.0 + 64 * eps) * (c * c)).clamp_min(0.0)
+    x = (2.0 * k * r1.sqrt() * r2.sqrt()).clamp(-1.0, 1.0)
+    root = (r1 * r2 + w1 * r2 + r1 * w2 + w1 * w2 * sin2).sqrt()
+    return x, root
 
 
 def activate_diag(
@@ -204,7 +245,8 @@ def activate_diag(
         root = (1.0 + 2.0 * v).sqrt()
         inner = v / ((v + 1.0) * root) + torch.atan2(v, root) * 0.5
         return v * (0.25 + inner * (1.0 / _PI))
-    return torch.asin(2.0 * v / (1.0 + 2.0 * v)) * (2.0 / _PI)
+    # asin(2v / (1 + 2v)) = atan2(2v, sqrt(1 + 4v)): no ill-conditioned asin near 1
+    return torch.atan2(2.0 * v, (1.0 + 4.0 * v).sqrt()) * (2.0 / _PI)
 
 
 def diag_derivative(

@@ -46,6 +46,13 @@ class Net:
         return self.weight_var / self.filter_size**2
 
     @property
+    def homogeneous(self) -> bool:
+        """Whether ``k(a x, b y) = a b k(x, y)`` for ``a, b > 0``: a positively homogeneous
+        activation of degree 1 and no bias (then inputs are evaluated at unit scale,
+        :mod:`~kernelzoo.kernels.functional.extremes`)."""
+        return self.activation in HOMOGENEOUS_ACTIVATIONS and self.bias_var == 0
+
+    @property
     def pooled(self) -> bool:
         return any(s > 1 for s in self.pooling)
 

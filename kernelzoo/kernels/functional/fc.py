@@ -11,15 +11,20 @@ __all__ = ["dense_readout", "fc_block", "fc_diag"]
 
 
 def fc_block(
-    x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, net: Net
+    x: torch.Tensor, y: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor, net: Net,
+    same: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """NNGP and NTK of a fully connected net for an ``(r, c)`` tile.
 
     ``vx``, ``vy`` are the input kernels ``|x|^2 / d`` of the rows and columns.
+    ``same``: the tile is x with itself, whose diagonal then takes ``vx`` exactly
+    (the GEMM rounds differently, and erf's dual map near angle 0 amplifies it).
 
     Shape: ``x (r, d)``, ``y (c, d)``, ``vx (r,)``, ``vy (c,)`` -> ``(r, c)`` twice.
     """
     a = (x @ y.T) / x.shape[1]
+    if same:
+        a = a - torch.diag_embed(a.diagonal()) + torch.diag_embed(vx)
     ta: torch.Tensor | None = None
     for _ in range(net.depth):
         k = net.weight_var * a + net.bias_var
