@@ -31,6 +31,7 @@ __all__ = [
     "KernelRidgeClassifier",
     "LinearClassifier",
     "accuracy",
+    "center_normalize",
     "default_lambdas",
     "fit_kernel_ridge_classifier",
     "fit_ridge_classifier",
@@ -75,6 +76,31 @@ def accuracy(predicted: Any, y: Any) -> float:
     """
     p, t = torch.as_tensor(np.asarray(predicted)).reshape(-1), torch.as_tensor(np.asarray(y))
     return float((p == t.reshape(-1)).double().mean())
+
+
+def center_normalize(features: Any) -> torch.Tensor:
+    """Per-sample centring and L2 normalisation of feature rows.
+
+    Each row ``f`` becomes ``(f - mean(f)) / |f - mean(f)|`` (a zero row stays
+    zero), CKN-Pytorch's last step before its linear SVM. Per sample, so it
+    needs no statistics of a training split.
+
+    Parameters
+    ----------
+    features : array or tensor, ``(n, d)``
+        Feature rows.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, d)``, in the input's dtype (float64 for numpy input).
+    """
+    f = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+    if f.ndim != 2:
+        raise ValueError(f"features must be 2-D (n, d), got shape {tuple(f.shape)}")
+    f = f - f.mean(1, keepdim=True)
+    norms = f.norm(dim=1, keepdim=True)
+    return torch.where(norms > 0, f / norms.clamp_min(torch.finfo(f.dtype).tiny), 0.0)
 
 
 def default_lambdas(top_eigenvalue: float, n: int = 21) -> np.ndarray:
