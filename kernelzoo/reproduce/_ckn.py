@@ -29,9 +29,9 @@ class CKNConfig:
     kmeans_iters: int = 10
 
     def kernel(self):
-        import kernelzoo as kz
+        from kernelzoo.registry import kernel
 
-        return kz.kernel(
+        return kernel(
             "ckn", **{k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
         )
 

@@ -68,7 +68,7 @@ def _int_option(ctx: Context, key: str, quick: int, full: int, smoke: int) -> in
 
 
 def fashion_kernels(ctx: Context) -> None:
-    import kernelzoo as kz
+    from kernelzoo.registry import kernel
     from kernelzoo.classify import fit_kernel_ridge_classifier, fit_ridge_classifier
     from kernelzoo.reproduce._ckn import ckn_config
 
@@ -95,7 +95,7 @@ def fashion_kernels(ctx: Context) -> None:
     )
     for spec in _fc_specs(lengthscale):
         t = timed()
-        approx = kz.kernel(spec).approximate("nystrom", budget=min(budget, n_fit), seed=SEED)
+        approx = kernel(spec).approximate("nystrom", budget=min(budget, n_fit), seed=SEED)
         approx.fit(flat["x_fit"])
         feats = [
             batched(approx.features, flat[k], f"nystrom {k}", ctx.progress)
@@ -182,7 +182,7 @@ def fashion_kernels(ctx: Context) -> None:
     )
     for spec in _conv_specs(lengthscale):
         t = timed()
-        k = kz.kernel(spec)
+        k = kernel(spec)
         images = "rbf" not in spec
         a, b, c = (
             (x_fit, x_val, x_test)
