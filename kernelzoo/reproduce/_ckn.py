@@ -31,9 +31,7 @@ class CKNConfig:
     def kernel(self):
         from kernelzoo.registry import kernel
 
-        return kernel(
-            "ckn", **{k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
-        )
+        return kernel("ckn", **{k: list(v) if isinstance(v, tuple) else v for k, v in self.params})
 
     def label(self) -> str:
         return f"{self.kernel().spec} layerwise{list(self.anchors)}"
@@ -65,21 +63,34 @@ def normalise_rows(f: torch.Tensor) -> torch.Tensor:
 
 
 def _classifiers(ctx: Context, f_fit, y_fit, f_val, y_val, svm: bool):
-    """Every classifier variant on one set of features: ``(name, classifier, transform)``."""
+    """Every classifier variant on one set of features: ``(name, classifier, transform, s)``.
+
+    ``--option features=raw|centre-l2|both`` (default both): the features as they
+    are, and/or centred and L2-normalised per sample.
+    """
     from kernelzoo.classify import fit_ridge_classifier, fit_squared_hinge_classifier
 
+    which = str(ctx.options.get("features", "both"))
+    norms = {"raw": (False,), "centre-l2": (True,), "both": (False, True)}.get(which)
+    if norms is None:
+        raise ValueError(f"features must be raw, centre-l2 or both, got {which!r}")
     out = []
-    for norm in (False, True):
-        tf = normalise_rows if norm else (lambda f: f)
+    for norm in norms:
+        tf = normalise_rows if norm else _identity
         a, b = tf(f_fit), tf(f_val)
         t = timed()
-        clf = fit_ridge_classifier(a, y_fit, b, y_val)
+        clf = fit_ridge_classifier(a, y_fit, b, y_val, solver="cholesky")
         out.append((f"ridge{'+centre-l2' if norm else ''}", clf, tf, t()))
         if svm:
             t = timed()
             clf = fit_squared_hinge_classifier(a, y_fit, b, y_val, max_iter=500)
             out.append((f"sqhinge-svm{'+centre-l2' if norm else ''}", clf, tf, t()))
+        del a, b
     return out
+
+
+def _identity(f: torch.Tensor) -> torch.Tensor:
+    return f
 
 
 def run_layerwise(
@@ -164,9 +175,8 @@ def _grid(ctx: Context, configs: list[dict[str, Any]]) -> list[CKNConfig]:
 
 #: the configurations of the quick runs (all tried, chosen on validation)
 QUICK_GRID = [
-    {"anchors": (64, 256), "subsampling": (2, 3), "centering": False},
-    {"anchors": (64, 256), "subsampling": (2, 3), "centering": True},
-    {"anchors": (64, 256), "subsampling": (2, 5), "centering": True},
+    {"anchors": (64, 128), "subsampling": (2, 3), "centering": False, "n_patches": 20000},
+    {"anchors": (64, 128), "subsampling": (2, 3), "centering": True, "n_patches": 20000},
 ]
 #: the configurations of the full runs (narrowed by the quick runs' validation figures)
 FULL_GRID = [
@@ -222,7 +232,7 @@ def fashion_ckn_supervised(ctx: Context) -> None:
     if ctx.smoke:
         anchors, epochs, n_patches, iters, seeds = (4, 8), 1, 2000, 2, [0, 1]
     elif ctx.quick:
-        anchors, epochs, n_patches, iters, seeds = (32, 64), 3, 30000, 10, [0, 1, 2]
+        anchors, epochs, n_patches, iters, seeds = (16, 32), 3, 10000, 10, [0, 1, 2]
     else:
         anchors, epochs, n_patches, iters, seeds = (64, 256), 10, 100000, 10, [0]
     epochs = int(ctx.options.get("epochs", epochs))

@@ -74,7 +74,7 @@ def fashion_kernels(ctx: Context) -> None:
 
     data = load_splits(ctx, "fashion-mnist")
     n_fit = data.x_fit.shape[0]
-    budget = _int_option(ctx, "nystrom_budget", 2000, 4000, 20)
+    budget = _int_option(ctx, "nystrom_budget", 1000, 4000, 20)
     lengthscale = _median_lengthscale(data.x_fit)
     flat = {
         name: getattr(data, name).reshape(getattr(data, name).shape[0], -1)
@@ -84,7 +84,7 @@ def fashion_kernels(ctx: Context) -> None:
         ckn_config(anchors=(8, 16), n_patches=5000, kmeans_iters=3)
         if ctx.smoke
         else ckn_config(
-            anchors=(64, 256), subsampling=(2, 3), centering=True, n_patches=50000, kmeans_iters=10
+            anchors=(64, 128), subsampling=(2, 3), centering=True, n_patches=20000, kmeans_iters=10
         )
     )
 
@@ -101,7 +101,7 @@ def fashion_kernels(ctx: Context) -> None:
             batched(approx.features, flat[k], f"nystrom {k}", ctx.progress)
             for k in ("x_fit", "x_val", "x_test")
         ]
-        clf = fit_ridge_classifier(feats[0], data.y_fit, feats[1], data.y_val)
+        clf = fit_ridge_classifier(feats[0], data.y_fit, feats[1], data.y_val, solver="cholesky")
         ctx.add(
             Record(
                 ctx.name,
@@ -136,7 +136,7 @@ def fashion_kernels(ctx: Context) -> None:
         batched(approx.features, getattr(data, k), f"ckn {k}", ctx.progress)
         for k in ("x_fit", "x_val", "x_test")
     ]
-    clf = fit_ridge_classifier(feats[0], data.y_fit, feats[1], data.y_val)
+    clf = fit_ridge_classifier(feats[0], data.y_fit, feats[1], data.y_val, solver="cholesky")
     ctx.add(
         Record(
             ctx.name,
