@@ -165,3 +165,19 @@ def test_supervised_keeps_centering():
     net = sup.network()
     assert net.layers[0].centering and not net.layers[1].centering
     assert np.isfinite(sup.score(x, y))
+
+
+def test_ridge_cholesky_solver_matches_eigh():
+    from kernelzoo.classify import fit_ridge_classifier
+
+    g = torch.Generator().manual_seed(0)
+    f, fv = (torch.randn(n, 30, generator=g, dtype=torch.float64) for n in (300, 100))
+    y, yv = ((v[:, 0] + 0.5 * v[:, 1] > 0).long() + (v[:, 2] > 1).long() for v in (f, fv))
+    lams = [1e-4, 1e-2, 1e-1, 1.0]
+    a = fit_ridge_classifier(f, y, fv, yv, lambdas=lams)
+    b = fit_ridge_classifier(f, y, fv, yv, lambdas=lams, solver="cholesky")
+    assert a.lam == b.lam and a.val_accuracy == b.val_accuracy
+    assert torch.allclose(a.weight, b.weight, atol=1e-12)
+    assert torch.allclose(a.intercept, b.intercept, atol=1e-12)
+    with pytest.raises(ValueError, match="solver"):
+        fit_ridge_classifier(f, y, fv, yv, solver="qr")
