@@ -191,12 +191,12 @@ FULL_GRID = [
 
 
 def mnist_ckn(ctx: Context) -> None:
-    grid = _grid(ctx, QUICK_GRID if ctx.quick else _full_grid(ctx))
+    grid = _grid(ctx, _chosen_grid(ctx))
     run_layerwise(ctx, "mnist", grid, "MNIST test accuracy, unsupervised CKN", svm=_svm(ctx))
 
 
 def fashion_ckn(ctx: Context) -> None:
-    grid = _grid(ctx, QUICK_GRID if ctx.quick else _full_grid(ctx))
+    grid = _grid(ctx, _chosen_grid(ctx))
     run_layerwise(
         ctx, "fashion-mnist", grid, "Fashion-MNIST test accuracy, unsupervised CKN", svm=_svm(ctx)
     )
@@ -206,12 +206,14 @@ def _svm(ctx: Context) -> bool:
     return bool(ctx.options.get("svm", False))
 
 
-def _full_grid(ctx: Context) -> list[dict[str, Any]]:
-    """FULL_GRID, or the grid of ``--option anchors=64,512 --option subsampling=2,2 ...``."""
+def _chosen_grid(ctx: Context) -> list[dict[str, Any]]:
+    """QUICK_GRID or FULL_GRID, or the one configuration of ``--option anchors=64,512
+    --option subsampling=2,2 --option centering=1`` (the rest as the grid's last one)."""
     opts = ctx.options
+    grid = QUICK_GRID if ctx.quick else FULL_GRID
     if not any(k in opts for k in ("anchors", "subsampling", "centering")):
-        return FULL_GRID
-    cfg = dict(FULL_GRID[0])
+        return grid
+    cfg = dict(grid[-1])
     for key in ("anchors", "subsampling"):
         if key in opts:
             cfg[key] = tuple(int(v) for v in str(opts[key]).split(","))
