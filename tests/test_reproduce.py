@@ -41,8 +41,9 @@ def test_unknown_experiment_is_an_error(capsys):
 @pytest.mark.parametrize("name", NAMES)
 def test_quick_on_a_standin(name, tmp_path):
     out = tmp_path / name
-    records = run_experiment(name, quick=True, out=out, loader=standin_loader(), smoke=True,
-                             progress=False)
+    records = run_experiment(
+        name, quick=True, out=out, loader=standin_loader(), smoke=True, progress=False
+    )
     rows = json.loads((out / "results.json").read_text())
     assert len(rows) == len(records) >= 2
     for row in rows:
@@ -58,8 +59,9 @@ def test_quick_on_a_standin(name, tmp_path):
 
 
 def test_unsupervised_choice_is_made_on_validation(tmp_path):
-    records = run_experiment("mnist-ckn", quick=True, out=tmp_path, loader=standin_loader(),
-                             smoke=True, progress=False)
+    records = run_experiment(
+        "mnist-ckn", quick=True, out=tmp_path, loader=standin_loader(), smoke=True, progress=False
+    )
     chosen = [r for r in records if r.chosen]
     assert len(chosen) == 1
     assert chosen[0].val_accuracy == max(r.val_accuracy for r in records)
@@ -137,8 +139,9 @@ def test_layerwise_converges_to_exact_with_centering(n_layers):
     exact = k.gram(x)
     errors = []
     for budget in (16, 64, 512):
-        a = k.approximate("layerwise", budget=[budget] * n_layers, n_patches=20000,
-                          kmeans_iters=10).fit(x)
+        a = k.approximate(
+            "layerwise", budget=[budget] * n_layers, n_patches=20000, kmeans_iters=10
+        ).fit(x)
         f = a.features(x)
         errors.append(float((f @ f.T - exact).norm() / exact.norm()))
     assert errors[-1] < errors[0]
@@ -160,8 +163,15 @@ def test_supervised_keeps_centering():
     x = _images(20, 10, seed=2).float()
     y = torch.arange(20) % 2
     k = kz.kernel("ckn", subsampling=[2, 2], centering=True)
-    sup = k.approximate("supervised", budget=[4, 4], n_patches=2000, kmeans_iters=2, epochs=1,
-                        lr=0.01, progress=False).fit(x, y)
+    sup = k.approximate(
+        "supervised",
+        budget=[4, 4],
+        n_patches=2000,
+        kmeans_iters=2,
+        epochs=1,
+        lr=0.01,
+        progress=False,
+    ).fit(x, y)
     net = sup.network()
     assert net.layers[0].centering and not net.layers[1].centering
     assert np.isfinite(sup.score(x, y))
