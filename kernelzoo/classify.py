@@ -21,6 +21,7 @@ scale of the features.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "KernelRidgeClassifier",
     "LinearClassifier",
     "accuracy",
+    "center_normalize",
     "default_lambdas",
     "fit_kernel_ridge_classifier",
     "fit_ridge_classifier",
@@ -75,6 +77,31 @@ def accuracy(predicted: Any, y: Any) -> float:
     """
     p, t = torch.as_tensor(np.asarray(predicted)).reshape(-1), torch.as_tensor(np.asarray(y))
     return float((p == t.reshape(-1)).double().mean())
+
+
+def center_normalize(features: Any) -> torch.Tensor:
+    """Per-sample centring and L2 normalisation of feature rows.
+
+    Each row ``f`` becomes ``(f - mean(f)) / |f - mean(f)|`` (a zero row stays
+    zero), CKN-Pytorch's last step before its linear SVM. Per sample, so it
+    needs no statistics of a training split.
+
+    Parameters
+    ----------
+    features : array or tensor, ``(n, d)``
+        Feature rows.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, d)``, in the input's dtype (float64 for numpy input).
+    """
+    f = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+    if f.ndim != 2:
+        raise ValueError(f"features must be 2-D (n, d), got shape {tuple(f.shape)}")
+    f = f - f.mean(1, keepdim=True)
+    norms = f.norm(dim=1, keepdim=True)
+    return torch.where(norms > 0, f / norms.clamp_min(torch.finfo(f.dtype).tiny), 0.0)
 
 
 def default_lambdas(top_eigenvalue: float, n: int = 21) -> np.ndarray:
@@ -193,7 +220,8 @@ def _select(val_scores: list[torch.Tensor], y_val: torch.Tensor, classes: torch.
 
 
 def fit_ridge_classifier(
-    F_train: Any, y_train: Any, F_val: Any, y_val: Any, lambdas: Sequence[float] | None = None
+    F_train: Any, y_train: Any, F_val: Any, y_val: Any, lambdas: Sequence[float] | None = None,
+    solver: str = "eigh",
 ) -> LinearClassifier:
     """One-vs-all ridge regression on +-1 targets, lambda chosen on validation accuracy.
 
@@ -209,13 +237,22 @@ def fit_ridge_classifier(
     F_val, y_val : array or tensor
         Validation features ``(m, d)`` and labels ``(m,)``.
     lambdas : sequence of float, optional
-        The grid (default :func:`default_lambdas`).
+        The grid (default :func:`default_lambdas`; with ``solver='cholesky'``,
+        ``top * 10^[-8..0]``, 9 values).
+    solver : {'eigh', 'cholesky'}
+        ``eigh``: one eigendecomposition, every lambda for free (best for a fine
+        grid or a small ``d``); ``cholesky``: one Cholesky solve of the ``d x d``
+        system per lambda (``d <= n`` only), ``top`` by power iteration; an
+        eigendecomposition of 6400 x 6400 took 140 s on a busy 2-core CPU where
+        one Cholesky took 7 s.
 
     Returns
     -------
     LinearClassifier
         At the lambda with the best validation accuracy.
     """
+    if solver not in ("eigh", "cholesky"):
+        raise ValueError(f"solver must be 'eigh' or 'cholesky', got {solver!r}")
     f = _tensor(F_train, "F_train")
     fv = _tensor(F_val, "F_val").to(f.device)
     n, d = f.shape
@@ -228,6 +265,8 @@ def fit_ridge_classifier(
     mean_f, mean_t = f.mean(0), targets.mean(0)
     fc, tc = f - mean_f, targets - mean_t
     fvc = fv - mean_f
+    if solver == "cholesky" and d <= n:
+        return _ridge_cholesky(fc, tc, fvc, mean_f, mean_t, yv, classes, lambdas)
     if d <= n:
         evals, evecs = torch.linalg.eigh(fc.T @ fc / n)
         proj_val = fvc @ evecs  # (m, d)
@@ -242,6 +281,44 @@ def fit_ridge_classifier(
     weight = evecs @ coef if d <= n else fc.T @ (evecs @ coef) / n
     intercept = mean_t - mean_f @ weight
     return LinearClassifier(weight.cpu(), intercept.cpu(), classes, lam, val_acc)
+
+
+def _top_eigenvalue(gram: torch.Tensor, iters: int = 50) -> float:
+    vec = torch.ones(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    for _ in range(iters):
+        vec = gram @ vec
+        vec = vec / vec.norm().clamp_min(1e-300)
+    return float(vec @ (gram @ vec))
+
+
+def _ridge_cholesky(fc, tc, fvc, mean_f, mean_t, yv, classes, lambdas) -> LinearClassifier:
+    """Ridge by one Cholesky solve per lambda of the centred ``(F^T F / n + lambda I)``."""
+    n, d = fc.shape
+    gram = fc.T @ fc / n
+    rhs = fc.T @ tc / n
+    top = _top_eigenvalue(gram)
+    grid = (max(top, 1e-300) * np.logspace(-8, 0, 9) if lambdas is None
+            else np.asarray(lambdas, float))
+    if grid.size == 0 or np.any(grid <= 0):
+        raise ValueError(f"lambdas must be positive numbers, got {lambdas!r}")
+    eye = torch.eye(d, dtype=gram.dtype, device=gram.device)
+    weights, scores = [], []
+    for lam in grid:
+        factor, info = torch.linalg.cholesky_ex(gram + lam * eye)
+        if int(info) != 0:  # not positive definite at this lambda (rounding): skip it
+            weights.append(None)
+            scores.append(torch.full((fvc.shape[0], tc.shape[1]), -math.inf, dtype=gram.dtype))
+            continue
+        w = torch.cholesky_solve(rhs, factor)
+        weights.append(w)
+        scores.append((fvc @ w + mean_t).cpu())
+    best = _select(scores, yv, classes, _targets(yv, classes))
+    if weights[best] is None:
+        raise ValueError("ridge: no lambda of the grid gave a positive definite system")
+    weight = weights[best]
+    val_acc = float((classes[scores[best].argmax(1)] == yv).double().mean())
+    intercept = mean_t - mean_f @ weight
+    return LinearClassifier(weight.cpu(), intercept.cpu(), classes, float(grid[best]), val_acc)
 
 
 def fit_squared_hinge_classifier(

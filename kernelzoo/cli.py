@@ -1,6 +1,6 @@
 """The ``kernelzoo`` command line.
 
-Subcommands: ``list``, ``gram``, ``compare``, ``data fetch``. Errors are a
+Subcommands: ``list``, ``gram``, ``compare``, ``reproduce``, ``data fetch``. Errors are a
 clear message on stderr (one line, or more where it quotes another tool's
 output) and exit status 2, not a traceback (``--debug`` shows it). ``gram``
 never writes a file holding NaN or Inf values.
@@ -138,6 +138,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from kernelzoo.reproduce import list_experiments, run_experiment
+
+    if args.list:
+        print("\n".join(list_experiments()))
+        return 0
+    if args.name is None:
+        raise CLIError("name an experiment (kernelzoo reproduce --list shows them)")
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--option takes KEY=VALUE, got {item!r}")
+        options[key] = value
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = ["kernelzoo", "reproduce", *args.argv]
+    run_experiment(args.name, quick=args.quick, out=args.out, options=options,
+                   progress=not args.no_progress, command=command)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``kernelzoo`` and its commands (the documentation's CLI
     reference is generated from it).
@@ -182,6 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(p)
     p.set_defaults(func=_cmd_compare)
 
+    p = sub.add_parser("reproduce", help="named reproductions of published results")
+    p.add_argument("name", nargs="?", help="the experiment (see --list)")
+    p.add_argument("--list", action="store_true", help="name, version and title of each")
+    p.add_argument("--quick", action="store_true",
+                   help="10000 training images (8000 fit / 2000 validation), full test split")
+    p.add_argument("--out", default=None,
+                   help="output folder (default reports/reproduce/NAME[-quick])")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an experiment option, e.g. conv_n=100 (fashion-kernels), svm=1")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
+    p.set_defaults(func=_cmd_reproduce)
+
     p = sub.add_parser("data", help="datasets")
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     data_sub.required = True
@@ -207,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupted.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
+    args.argv = raw[raw.index("reproduce") + 1:] if "reproduce" in raw else raw
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

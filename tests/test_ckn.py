@@ -202,7 +202,7 @@ def test_input_layouts_and_spec():
     x = _images(3, 1, 6, 6, seed=5)
     k = kz.kernel("ckn")
     assert k.spec == ("ckn(filter_size=[3, 3], subsampling=[2, 2], sigma=[0.6, 0.6], "
-                      "kappa=['exp', 'exp'], n_layers=2, image_shape=None)")
+                      "kappa=['exp', 'exp'], n_layers=2, image_shape=None, centering=False)")
     assert kz.kernel(k.spec) == k
     k2 = kz.kernel("ckn", filter_size=[3, 5], n_layers=2, image_shape=(1, 6, 6))
     assert kz.kernel(k2.spec) == k2 and k2.sigma == [0.6, 0.6]

@@ -56,6 +56,11 @@ class CKNLayer(nn.Module):
     rel_clip : float, optional
         Eigenvalues below ``rel_clip * max`` are clipped (default 1e-6 for
         float32, 1e-12 for float64).
+    centering : bool, default False
+        Centre every patch (``z - mean(z)`` over its ``C f f`` entries) before the
+        kernel map, as the ``ckn`` kernel's ``centering`` (first layer only): the
+        dot products are taken with the centred anchors, ``<Z_c, z>``, and the norms
+        are ``sqrt(|z|^2 - (sum z)^2 / D)``; cosines are clamped to ``[-1, 1]``.
 
     Shape
     -----
@@ -63,8 +68,10 @@ class CKNLayer(nn.Module):
     """
 
     def __init__(self, anchors: torch.Tensor, filter_size: int, subsampling: int, kappa: str,
-                 sigma: float, eps: float = 0.0, rel_clip: float | None = None) -> None:
+                 sigma: float, eps: float = 0.0, rel_clip: float | None = None,
+                 centering: bool = False) -> None:
         super().__init__()
+        self.centering = bool(centering)
         _p, dim = anchors.shape
         if dim % (filter_size * filter_size):
             raise ValueError(
@@ -140,9 +147,20 @@ class CKNLayer(nn.Module):
             raise ValueError(f"CKNLayer expects {self.in_channels} channels, got {c}")
         z = self.weight.to(x.dtype)
         ones = torch.ones(1, c, f, f, dtype=x.dtype, device=x.device)
-        norms = safe_sqrt(F.conv2d(x * x, ones, padding=f // 2))  # (n, 1, H, W)
+        squares = F.conv2d(x * x, ones, padding=f // 2)  # (n, 1, H, W)
+        if self.centering:  # |z - mean z|^2 = |z|^2 - (sum z)^2 / D; <Z, z - mean z> = <Z_c, z>
+            sums = F.conv2d(x, ones, padding=f // 2)
+            squares = (squares - sums.square() / (c * f * f)).clamp_min(0.0)
+            z = z - z.mean(1, keepdim=True)
+        norms = safe_sqrt(squares)
         dots = F.conv2d(x, z.reshape(-1, c, f, f), padding=f // 2)  # (n, p, H, W)
         tracked = torch.is_grad_enabled() and (x.requires_grad or z.requires_grad)
+        if self.centering:  # rounding of near-constant patches: keep cosines in [-1, 1]
+            inv = safe_div(torch.ones_like(norms), norms)
+            if self.kappa == "exp" and not tracked:
+                s2 = self.sigma * self.sigma
+                return dots.mul_(inv).clamp_(-1.0, 1.0).sub_(1.0).div_(s2).exp_().mul_(norms)
+            return kappa_fn((dots * inv).clamp(-1.0, 1.0), self.kappa, self.sigma) * norms
         if self.kappa == "exp" and not tracked:
             # inference: kappa(u) |z| = exp(u / sigma^2) * (|z| exp(-1 / sigma^2)), three
             # in-place passes over the big map; the divisions stay on the (n, 1, H, W) norms
@@ -281,7 +299,8 @@ class LayerwiseCKN(Approximation):
     def _layer(self, k: int, anchors: torch.Tensor) -> CKNLayer:
         kern = self.kernel
         return CKNLayer(anchors, kern.filter_size[k], kern.subsampling[k], kern.kappa[k],
-                        kern.sigma[k], eps=float(self.opts["eps"]), rel_clip=self.opts["rel_clip"])
+                        kern.sigma[k], eps=float(self.opts["eps"]), rel_clip=self.opts["rel_clip"],
+                        centering=bool(kern.centering) and k == 0)
 
     def network(self, device=None, dtype: torch.dtype = torch.float64) -> CKNNetwork:
         """The fitted network (a new module, anchors as parameters) on ``device`` in ``dtype``.
@@ -362,6 +381,8 @@ class LayerwiseCKN(Approximation):
                             (left[:, None, None] + offsets[None, None, :]).to(x.device)]
             out.append(picked.permute(0, 3, 1, 2).flatten(1))  # (N, C * f * f)
         patches = torch.cat(out)
+        if k == 0 and self.kernel.centering:  # the anchors live among the centred patches
+            patches = patches - patches.mean(1, keepdim=True)
         norms = patches.norm(dim=1, keepdim=True)
         keep = norms[:, 0] > 0
         return patches[keep] / norms[keep]

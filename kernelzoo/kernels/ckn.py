@@ -209,6 +209,14 @@ class CKN(Kernel):
         Number of layers; the length of the lists, 2 when every value is a scalar.
     image_shape : (C, H, W), optional
         Needed to take ``(n, C*H*W)`` input.
+    centering : bool, default False
+        Centre every first-layer patch: ``z - mean(z)`` (the mean over its
+        ``C f f`` entries) replaces ``z`` before the dot-product kernel, as in
+        CKN-Pytorch's unsupervised networks. The centred patch is a linear map
+        of the image, so the kernel stays positive definite and homogeneous;
+        ``layerwise`` and ``supervised`` centre the same way (and converge to
+        this kernel). Later layers are not centred (their patches live in an
+        infinite-dimensional space, where a mean over coordinates is not defined).
 
     Notes
     -----
@@ -234,6 +242,8 @@ class CKN(Kernel):
         Param("n_layers", None, _optional(check_int(minimum=1)),
               "number of layers (default: list length, or 2)"),
         Param("image_shape", None, check_image_shape, "(C, H, W) for (n, C*H*W) input"),
+        Param("centering", False, check_choice(False, True),
+              "subtract its mean from every first-layer patch (CKN-Pytorch's patch centring)"),
     )
     approximations = ("layerwise", "supervised", "nystrom")
     is_conv = True
@@ -328,6 +338,8 @@ class CKN(Kernel):
         ``exp2`` runs 2x to 3x faster than ``exp`` on the CPU).
         """
         patches = patch_matrix(x, self.filter_size[0])  # (n, P, D)
+        if self.centering:
+            patches = patches - patches.mean(2, keepdim=True)
         flat_norms = norms.reshape(norms.shape[0], -1)
         normalised = safe_div(patches, flat_norms[:, :, None])
         if not self._fused_exp(grad):
@@ -563,8 +575,22 @@ class CKN(Kernel):
 
     # ------------------------------------------------------------------ evaluation
     def _first_norms(self, x: torch.Tensor) -> torch.Tensor:
-        """Norms of the first layer's patches: ``(n, C, H, W)`` -> ``(n, H, W)``."""
-        return safe_sqrt(patch_norms_from_diag(x.square().sum(1), self.filter_size[0]))
+        """Norms of the first layer's patches: ``(n, C, H, W)`` -> ``(n, H, W)``.
+
+        Centred (``centering``): the norms of the centred patch matrices themselves (in
+        chunks of images), so that the normalised patches have norm 1 to rounding.
+        """
+        f = self.filter_size[0]
+        if not self.centering:
+            return safe_sqrt(patch_norms_from_diag(x.square().sum(1), f))
+        h, w = x.shape[2:]
+        chunk = max(1, (64 << 20) // (h * w * x.shape[1] * f * f * x.element_size()))
+        parts = []
+        for s0 in range(0, x.shape[0], chunk):
+            patches = patch_matrix(x[s0:s0 + chunk], f)
+            centred = patches - patches.mean(2, keepdim=True)
+            parts.append(safe_sqrt(centred.square().sum(2)).reshape(-1, h, w))
+        return torch.cat(parts)
 
     def _stats(self, x: torch.Tensor, plan: _Plan, sizes: tuple[int, int], grad: bool,
                work: _Workspace | None = None) -> _Stats:
