@@ -52,7 +52,7 @@ METHODS: dict[str, str] = {
     "monte-carlo": "kernelzoo.approx.finite_width:MonteCarloNNGP",
     "empirical": "kernelzoo.approx.finite_width:EmpiricalNTK",
     "layerwise": "kernelzoo.approx.ckn:LayerwiseCKN",
-    "supervised": "kernelzoo.approx.ckn:SupervisedCKN",
+    "supervised": "kernelzoo.approx.ckn_supervised:SupervisedCKN",
 }
 
 #: saved approximations of format "kernelzoo-approximation/1" name their class as

@@ -490,6 +490,7 @@ def pool_pairs_ref(m, s):
 @pytest.mark.parametrize("dtype,size", [(torch.float64, 8), (torch.float32, 16)])
 def test_channel_padding_and_sub_blocks_do_not_change_values(monkeypatch, dtype, size):
     import kernelzoo.kernels.ckn as ckn_module
+    import kernelzoo.kernels.ckn_plan as ckn_plan
     from kernelzoo.kernels.functional.ckn_ops import channel_padding
 
     assert channel_padding(size * size, torch.finfo(dtype).bits // 8) > 0  # the padded geometry
@@ -504,8 +505,8 @@ def test_channel_padding_and_sub_blocks_do_not_change_values(monkeypatch, dtype,
                                        else 1e-6, atol=0)
         with monkeypatch.context() as patch:  # several pairs per first-layer sub-block and block
             item = torch.finfo(dtype).bits // 8  # 2 pairs per sub-block, 7 per block
-            patch.setattr(ckn_module, "_CPU_BLOCK_BYTES", 2 * item * size**4)
-            patch.setattr(ckn_module, "_CPU_LATER_BYTES", 7 * item * size**4 // 16)
+            patch.setattr(ckn_plan, "_CPU_BLOCK_BYTES", 2 * item * size**4)
+            patch.setattr(ckn_plan, "_CPU_LATER_BYTES", 7 * item * size**4 // 16)
             plan = k._plan(x)
             assert (k._pairs_per_block(plan, x, 1 << 30), plan.first_block) == (7, 2)
             torch.testing.assert_close(k.gram(x, y), padded, rtol=1e-12 if dtype == torch.float64

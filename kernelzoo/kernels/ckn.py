@@ -33,17 +33,13 @@ run out of place (autograd).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import warnings
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kernelzoo._validation import as_images, check_image_shape, format_bytes
+from kernelzoo._validation import as_images, check_image_shape
 from kernelzoo.kernels.functional.ckn_ops import (
     KAPPAS,
     LOG2E,
@@ -52,9 +48,7 @@ from kernelzoo.kernels.functional.ckn_ops import (
     channel_padding,
     kappa_fn,
     patch_matrix,
-    patch_norms_from_diag,
     patch_sum_pairs,
-    pooled_size,
     trace_weights,
 )
 from kernelzoo.kernels.base import Kernel, Param, check_choice, check_int
@@ -63,134 +57,22 @@ from kernelzoo.kernels.functional.extremes import unit_samples, unscale, unscale
 from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
 from kernelzoo.kernels.functional.dot import set_unit_self_cosines as _unit_diagonal
 
+from kernelzoo.kernels.ckn_plan import (
+    _check_number,
+    _optional,
+    _per_layer,
+    _Plan,
+    _Run,
+    _Stats,
+    _TilePairs,
+    _Workspace,
+    block_sizes,
+    first_patch_norms,
+    layer_sizes,
+    stability_conditions,
+)
+
 __all__ = ["CKN", "layer_sizes"]
-
-#: on the CPU, a sub-block of pairs whose first-layer Gram exceeds this many bytes
-#: falls out of cache; probes: 1-2 pairs of 28x28 per block ran 2x faster than 8
-_CPU_BLOCK_BYTES = 4 << 20
-#: on the CPU, the later (pooled) Grams of a block of pairs stay under this many bytes
-_CPU_LATER_BYTES = 4 << 20
-#: on a GPU, more pairs per block than this gains nothing
-_MAX_PAIRS_PER_BLOCK = 4096
-
-
-def layer_sizes(
-    height: int, width: int, subsampling: Sequence[int]
-) -> list[tuple[int, int]]:
-    """Map sizes ``(H_k, W_k)`` at the input of every layer, then after the last pooling.
-
-    Parameters
-    ----------
-    height, width : int
-        The input image's size.
-    subsampling : sequence of int
-        The pooling stride of every layer.
-
-    Returns
-    -------
-    list of tuple of int
-        ``len(subsampling) + 1`` sizes.
-    """
-    sizes = [(height, width)]
-    for s in subsampling:
-        h, w = sizes[-1]
-        sizes.append((pooled_size(h, s), pooled_size(w, s)))
-    return sizes
-
-
-def _per_layer(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    """A ``Param`` check for a per-layer value: a scalar (every layer) or a non-empty list."""
-
-    def per_layer(value: Any, name: str) -> Any:
-        if isinstance(value, (list, tuple)):
-            if len(value) == 0:
-                raise ValueError(f"{name} must be a scalar or a non-empty list, got {value!r}")
-            return [check(v, name) for v in value]
-        return check(value, name)
-
-    if hasattr(check, "choices"):  # a per-layer choice exposes its values, as check_choice
-        per_layer.choices = check.choices  # type: ignore[attr-defined]
-    return per_layer
-
-
-def _optional(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    return lambda value, name: None if value is None else check(value, name)
-
-
-def _check_number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    return float(value)
-
-
-@dataclasses.dataclass
-class _Plan:
-    """Per-layer sizes and poolings, on the device and in the dtype of a computation."""
-
-    sizes: list[tuple[int, int]]
-    pools: list[PairPooling | None]  # pooling after layer k (None: s = 1), last one unused
-    trace_weights: torch.Tensor  # (P_n, P_n): the last pooling folded into the final trace
-    first_block: int = 1  # pairs per first-layer sub-block (set with the block size)
-
-
-@dataclasses.dataclass
-class _Stats:
-    """Per-image quantities computed once: patch norms of every layer and the diagonal."""
-
-    norms: list[torch.Tensor]  # layer k: (n, H_k, W_k)
-    diag: torch.Tensor  # (n,)
-
-
-class _Workspace:
-    """Buffers reused by every block of one evaluation without gradients (no allocation
-    per block: a fresh block-sized tensor costs page faults once freed memory has gone
-    back to the system), one per name, grown to the largest size asked."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, torch.Tensor] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """A contiguous tensor of ``shape`` (contents undefined) on ``like``'s device/dtype."""
-        size = math.prod(shape)
-        buf = self._buffers.get(name)
-        if buf is None or buf.numel() < size:
-            buf = self._buffers[name] = like.new_empty(size)
-        return buf[:size].view(shape)
-
-
-@dataclasses.dataclass
-class _Run:
-    """What every block of one Gram evaluation shares."""
-
-    plan: _Plan
-    block: int  # pairs per block
-    grad: bool
-    symmetric: bool
-    stats_x: _Stats
-    stats_y: _Stats
-    work: _Workspace | None  # None with gradients
-
-
-@dataclasses.dataclass
-class _TilePairs:
-    """The pairs of one tile: first-layer data of its rows and columns, and the pairs'
-    indices within the tile (``ix``, ``iy``) and offsets in the Gram (``r0``, ``c0``)."""
-
-    left: tuple
-    right: tuple
-    ix: torch.Tensor
-    iy: torch.Tensor
-    r0: int
-    c0: int
-
-
-#: kappa'(1) of each dot-product function (given sigma, used by ``exp`` only)
-_KAPPA_SLOPE_AT_ONE = {
-    "exp": lambda sigma: 1.0 / (sigma * sigma),
-    "arccos0": lambda sigma: math.inf,
-    "arccos1": lambda sigma: 1.0,
-    "poly2": lambda sigma: 2.0,
-}
 
 
 class CKN(Kernel):
@@ -264,13 +146,7 @@ class CKN(Kernel):
         1 for ``arccos1``, 2 for ``poly2`` and infinite for ``arccos0``. (The patch
         size should also be comparable to the previous pooling scale; not checked.)
         """
-        slopes = [_KAPPA_SLOPE_AT_ONE[k](s) for k, s in zip(self.kappa, self.sigma, strict=True)]
-        text = ", ".join(f"{s:.3g}" for s in slopes)
-        return {
-            "holds": all(s <= 1.0 + 1e-12 for s in slopes),
-            "conditions": f"kappa(1) = 1; kappa'(1) per layer = [{text}] (needs <= 1)",
-            "last_pooling": int(self.subsampling[-1]),
-        }
+        return stability_conditions(self.kappa, self.sigma, self.subsampling)
 
     # ------------------------------------------------------------------ params
     def _check_params(self) -> None:
@@ -531,36 +407,12 @@ class CKN(Kernel):
         return first, later
 
     def _pairs_per_block(self, plan: _Plan, x: torch.Tensor, budget: int) -> int:
-        """Pairs per block; sets ``plan.first_block``, the pairs per first-layer sub-block.
-
-        The budget is split: a quarter for the first-layer sub-block (its Gram,
-        about three copies with the pooling's outputs), half for the block (per
-        pair: the gathered first-layer rows of both images and about three copies
-        of the largest later Gram), a quarter for the tiles' first-layer data
-        (:meth:`_images_per_tile`). On the CPU, a first-layer sub-block also stays
-        under ``_CPU_BLOCK_BYTES`` and a block's later Grams under
-        ``_CPU_LATER_BYTES`` (cache); on a GPU only the budget bounds them.
-        """
-        item = x.element_size()
-        first, later = self._gram_bytes(plan, item)
+        """Pairs per block (:func:`~kernelzoo.kernels.ckn_plan.block_sizes`); sets
+        ``plan.first_block``."""
         h, w = plan.sizes[0]
-        gathered = 2 * h * w * self._first_dim(x) * item
-        per_pair = 3 * first + gathered + 3 * later
-        if per_pair > budget:
-            warnings.warn(
-                f"ckn: one indivisible image pair needs {format_bytes(per_pair)}, more than "
-                f"the memory budget of {format_bytes(budget)}; running it anyway",
-                RuntimeWarning, stacklevel=4,
-            )
-        first_block = max(1, budget // (4 * 3 * first))
-        block = max(1, budget // (2 * (gathered + 3 * later)))
-        if x.device.type == "cpu":
-            first_block = min(first_block, max(1, _CPU_BLOCK_BYTES // first))
-            block = min(block, max(1, _CPU_LATER_BYTES // max(later, 1)))
-        first_block = int(min(first_block, _MAX_PAIRS_PER_BLOCK))
-        block = int(min(block, _MAX_PAIRS_PER_BLOCK))
-        plan.first_block = min(first_block, block)
-        return block
+        gathered = 2 * h * w * self._first_dim(x) * x.element_size()
+        return block_sizes(plan, self._gram_bytes(plan, x.element_size()), gathered, budget,
+                           x.device.type == "cpu")
 
     def _first_dim(self, x: torch.Tensor) -> int:
         """Columns of a first-layer patch matrix (with the two of the fused ``exp``)."""
@@ -575,22 +427,9 @@ class CKN(Kernel):
 
     # ------------------------------------------------------------------ evaluation
     def _first_norms(self, x: torch.Tensor) -> torch.Tensor:
-        """Norms of the first layer's patches: ``(n, C, H, W)`` -> ``(n, H, W)``.
-
-        Centred (``centering``): the norms of the centred patch matrices themselves (in
-        chunks of images), so that the normalised patches have norm 1 to rounding.
-        """
-        f = self.filter_size[0]
-        if not self.centering:
-            return safe_sqrt(patch_norms_from_diag(x.square().sum(1), f))
-        h, w = x.shape[2:]
-        chunk = max(1, (64 << 20) // (h * w * x.shape[1] * f * f * x.element_size()))
-        parts = []
-        for s0 in range(0, x.shape[0], chunk):
-            patches = patch_matrix(x[s0:s0 + chunk], f)
-            centred = patches - patches.mean(2, keepdim=True)
-            parts.append(safe_sqrt(centred.square().sum(2)).reshape(-1, h, w))
-        return torch.cat(parts)
+        """Norms of the first layer's patches, centred with ``centering``
+        (:func:`~kernelzoo.kernels.ckn_plan.first_patch_norms`)."""
+        return first_patch_norms(x, self.filter_size[0], self.centering)
 
     def _stats(self, x: torch.Tensor, plan: _Plan, sizes: tuple[int, int], grad: bool,
                work: _Workspace | None = None) -> _Stats:
