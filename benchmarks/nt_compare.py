@@ -28,13 +28,9 @@ Create the neural-tangents environment with::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -58,43 +54,24 @@ def _fmt(value: float | None) -> str:
 
 def time_kernelzoo(family: str, x: np.ndarray, dtype: str, compile_mode: str, repeats: int):
     """(median wall s, median CPU s per Gram, first-call s, Gram) for kernelzoo."""
+    from perf_conv import time_ours  # benchmarks/ is this script's directory
+
     os.environ["KERNELZOO_COMPILE"] = compile_mode
-    k = kz.kernel(family, **SPEC)
-    xt = torch.from_numpy(x.astype(dtype))
-    start = time.perf_counter()
-    gram = k.gram(xt)
-    first = time.perf_counter() - start
-    times, cpu_times = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        k.gram(xt)
-        times.append(time.perf_counter() - start)
-        cpu_times.append(time.process_time() - start_cpu)
-    return statistics.median(times), statistics.median(cpu_times), first, gram.double().numpy()
+    ours = time_ours(family, SPEC, x, dtype, repeats)
+    return ours["wall"], ours["cpu"], ours["first"], ours["gram"]
 
 
-def time_neural_tangents(nt_python: str, x: np.ndarray, dtype: str, repeats: int, tmp: Path):
+def time_neural_tangents(nt_python: str, x: np.ndarray, dtype: str, repeats: int):
     """{family: (median wall s, median CPU s, first-call s, Gram)} from the
-    neural-tangents venv, or None."""
-    if not Path(nt_python).exists():
+    neural-tangents venv (and its ``versions``), or None."""
+    from perf_conv import time_nt  # benchmarks/ is this script's directory
+
+    nt = time_nt(nt_python, SPEC, x, dtype, repeats)
+    if nt is None:
         return None
-    np.save(tmp / "x.npy", x)
-    out = tmp / f"nt_{dtype}.npz"
-    cmd = [nt_python, str(HERE / "_nt_reference.py"), "--spec", json.dumps(SPEC),
-           "--x", str(tmp / "x.npy"), "--dtype", dtype, "--repeats", str(repeats),
-           "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        print(f"neural-tangents failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
-        return None
-    data = np.load(out)
-    result = {
-        family: (float(np.median(data[f"{family}_times_s"])),
-                 float(np.median(data[f"{family}_cpu_s"])),
-                 float(data[f"{family}_first_s"]), data[family])
-        for family in ("nngp", "ntk")
-    }
-    result["versions"] = json.loads(str(data["versions"]))
+    result = {f: (nt[f]["wall"], nt[f]["cpu"], nt[f]["first"], nt[f]["gram"])
+              for f in ("nngp", "ntk")}
+    result["versions"] = nt["versions"]
     return result
 
 
@@ -145,35 +122,34 @@ def main() -> None:
     agreement = []
     reference: dict[str, np.ndarray] = {}  # float64 Grams (neural-tangents' where available)
     versions = None
-    with tempfile.TemporaryDirectory() as tmpdir:
-        for dtype in args.dtypes.split(","):
-            nt = time_neural_tangents(args.nt_python, x, dtype, args.repeats, Path(tmpdir))
-            if nt is None:
-                print(f"neural-tangents is unavailable ({args.nt_python}): kernelzoo only")
-            for family in args.families.split(","):
-                grams = {}
-                for mode in args.modes.split(","):
-                    label = "kernelzoo compiled" if mode == "1" else "kernelzoo eager"
-                    med, cpu, first, gram = time_kernelzoo(family, x, dtype, mode, args.repeats)
-                    grams[label] = gram
-                    rows.append((family, dtype, label, med / n_entries, cpu / n_entries, first))
-                    print(rows[-1], flush=True)
-                if nt is not None:
-                    med, cpu, first, gram = nt[family]
-                    grams["neural-tangents"] = gram
-                    rows.append((family, dtype, "neural-tangents", med / n_entries,
-                                 cpu / n_entries, first))
-                    print(rows[-1], flush=True)
-                if dtype == "float64":
-                    reference[family] = grams.get("neural-tangents",
-                                                  grams[next(iter(grams))])
-                for label, gram in grams.items():
-                    nt_diff = (rel_err(gram, grams["neural-tangents"])
-                               if "neural-tangents" in grams and label != "neural-tangents"
-                               else None)
-                    f64_diff = rel_err(gram, reference[family]) if family in reference else None
-                    agreement.append((family, dtype, label, nt_diff, f64_diff))
-            versions = nt["versions"] if nt else versions
+    for dtype in args.dtypes.split(","):
+        nt = time_neural_tangents(args.nt_python, x, dtype, args.repeats)
+        if nt is None:
+            print(f"neural-tangents is unavailable ({args.nt_python}): kernelzoo only")
+        for family in args.families.split(","):
+            grams = {}
+            for mode in args.modes.split(","):
+                label = "kernelzoo compiled" if mode == "1" else "kernelzoo eager"
+                med, cpu, first, gram = time_kernelzoo(family, x, dtype, mode, args.repeats)
+                grams[label] = gram
+                rows.append((family, dtype, label, med / n_entries, cpu / n_entries, first))
+                print(rows[-1], flush=True)
+            if nt is not None:
+                med, cpu, first, gram = nt[family]
+                grams["neural-tangents"] = gram
+                rows.append((family, dtype, "neural-tangents", med / n_entries,
+                             cpu / n_entries, first))
+                print(rows[-1], flush=True)
+            if dtype == "float64":
+                reference[family] = grams.get("neural-tangents",
+                                              grams[next(iter(grams))])
+            for label, gram in grams.items():
+                nt_diff = (rel_err(gram, grams["neural-tangents"])
+                           if "neural-tangents" in grams and label != "neural-tangents"
+                           else None)
+                f64_diff = rel_err(gram, reference[family]) if family in reference else None
+                agreement.append((family, dtype, label, nt_diff, f64_diff))
+        versions = nt["versions"] if nt else versions
     wall = {(f, d, lab): t for f, d, lab, t, _, _ in rows}
     cpu = {(f, d, lab): c for f, d, lab, _, c, _ in rows}
     lines += [("| kernel | dtype | implementation | wall s per entry | CPU s per entry | "

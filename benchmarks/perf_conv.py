@@ -73,7 +73,8 @@ def time_ours(family: str, spec: dict, x: np.ndarray, dtype: str, repeats: int) 
 
 
 def time_nt(nt_python: str, spec: dict, x: np.ndarray, dtype: str, repeats: int) -> dict | None:
-    """neural-tangents' nngp and ntk: {family: {first, wall, cpu, gram}}, or None."""
+    """neural-tangents' nngp and ntk: {family: {first, wall, cpu, gram}} and its
+    ``versions``, or None."""
     if not Path(nt_python).exists():
         return None
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,10 +88,12 @@ def time_nt(nt_python: str, spec: dict, x: np.ndarray, dtype: str, repeats: int)
             print(f"neural-tangents failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
             return None
         data = np.load(out)
-        return {f: {"first": float(data[f"{f}_first_s"]),
-                    "wall": float(np.median(data[f"{f}_times_s"])),
-                    "cpu": float(np.median(data[f"{f}_cpu_s"])), "gram": data[f]}
-                for f in ("nngp", "ntk")}
+        result = {f: {"first": float(data[f"{f}_first_s"]),
+                      "wall": float(np.median(data[f"{f}_times_s"])),
+                      "cpu": float(np.median(data[f"{f}_cpu_s"])), "gram": data[f]}
+                  for f in ("nngp", "ntk")}
+        result["versions"] = json.loads(str(data["versions"]))
+        return result
 
 
 def first_call(family: str, dtype: str, cache: str, threads: int) -> float:

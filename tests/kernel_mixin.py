@@ -225,6 +225,29 @@ class KernelTestMixin:
             assert b.n_features == a.n_features
 
 
+class SpecKernelChecks(KernelTestMixin):
+    """The mixin for kernels given as ``(family, params)`` by a class-level
+    ``pytest.mark.parametrize("family,params", ...)``: conv architectures get
+    ``image_inputs``, the rest ``vector_inputs`` (both defined by the subclass)."""
+
+    rtol64 = 1e-10
+    rtol32 = 1e-4
+
+    @pytest.fixture(autouse=True)
+    def _params(self, family, params):
+        self.family, self.params = family, params
+
+    def create(self):
+        import kernelzoo as kz
+
+        return kz.kernel(self.family, **self.params)
+
+    def inputs(self, dtype=torch.float64):
+        if self.params.get("architecture") == "conv":
+            return self.image_inputs(dtype)
+        return self.vector_inputs(dtype)
+
+
 class _counting_blocks:
     """Count the tiles an exact kernel evaluates through the generic tiling (``_block``;
     kernels with their own blocking count 0), or the feature maps (``_features``) or

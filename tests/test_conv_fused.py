@@ -119,7 +119,8 @@ def test_hyperparameters_and_sizes_do_not_recompile(counter):
     assert counter.frame_count > frames
 
 
-def test_compile_failure_falls_back_once(monkeypatch):
+@pytest.mark.parametrize("family", ["nngp", "ntk"])
+def test_compile_failure_falls_back_once(monkeypatch, family):
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")
 
@@ -128,7 +129,7 @@ def test_compile_failure_falls_back_once(monkeypatch):
     monkeypatch.setitem(kz_compile.STATE, "failed", False)
     kz_compile.compiled.cache_clear()
     x = _images(4, h=4, w=4)
-    k = kz.kernel("nngp", architecture="conv", bias_std=0.1)
+    k = kz.kernel(family, architecture="conv", bias_std=0.1)
     with pytest.warns(RuntimeWarning, match="torch.compile failed") as record:
         out = k.gram(x)
     assert len([w for w in record if "torch.compile failed" in str(w.message)]) == 1

@@ -16,7 +16,7 @@ import kernelzoo as kz
 from kernelzoo import _validation
 from kernelzoo.kernels.functional import compile as kz_compile
 from kernelzoo.kernels.functional import conv_pairs
-from tests.kernel_mixin import KernelTestMixin, rel_err
+from tests.kernel_mixin import KernelTestMixin, SpecKernelChecks, rel_err
 
 ORACLE = Path(__file__).resolve().parent / "data"  # copies of the shared oracle files
 ORACLE_FILES = ["fc_relu_d2", "fc_erf_d3_cross", "conv_relu_d2_gap", "conv_relu_d2_flatten"]
@@ -334,21 +334,9 @@ FAMILY_SPECS = [
 @pytest.mark.parametrize("family,params", FAMILY_SPECS,
                          ids=[f"{f}-{','.join(f'{k}={v}' for k, v in p.items())}"
                               for f, p in FAMILY_SPECS])
-class TestInfiniteWidthKernels(KernelTestMixin):
-    rtol64 = 1e-10
-    rtol32 = 1e-4
-
-    @pytest.fixture(autouse=True)
-    def _params(self, family, params):
-        self.family, self.params = family, params
-
-    def create(self):
-        return kz.kernel(self.family, **self.params)
-
-    def inputs(self, dtype=torch.float64):
-        if self.params.get("architecture") == "conv":
-            return _image_batch(dtype)
-        return _vectors(dtype)
+class TestInfiniteWidthKernels(SpecKernelChecks):
+    image_inputs = staticmethod(_image_batch)
+    vector_inputs = staticmethod(_vectors)
 
 
 APPROXIMATIONS = [
@@ -497,22 +485,7 @@ def test_tiny_budget_warns_and_agrees():
 
 
 # ----------------------------------------------------------------- torch.compile
-def test_compile_failure_falls_back_to_eager(monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("no compiler here")
-
-    monkeypatch.setenv("KERNELZOO_COMPILE", "1")
-    monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setitem(kz_compile.STATE, "failed", False)
-    kz_compile.compiled.cache_clear()
-    x = _images(3, h=4, w=4)
-    k = kz.kernel("ntk", architecture="conv", bias_std=0.1)
-    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
-        out = k.gram(x)
-    assert kz_compile.STATE["failed"]
-    monkeypatch.setenv("KERNELZOO_COMPILE", "0")
-    torch.testing.assert_close(out, k.gram(x), rtol=0, atol=0)
-    kz_compile.compiled.cache_clear()
+# (the fallback on a compile failure: tests/test_conv_fused.py)
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ import kernelzoo as kz
 from kernelzoo import registry
 from kernelzoo.approx.base import payload_checksum
 from kernelzoo.kernels.functional.activations import activate, activate_diag, diag_derivative
-from tests.kernel_mixin import KernelTestMixin, rel_err
+from tests.kernel_mixin import KernelTestMixin, SpecKernelChecks, rel_err
 
 NT = Path(__file__).resolve().parent / "data" / "nt"
 NEW = ("gelu", "sin", "cos", "sign", "leaky_relu")
@@ -360,21 +360,9 @@ MIXIN_SPECS = [
 @pytest.mark.parametrize("family,params", MIXIN_SPECS,
                          ids=[f"{f}-{','.join(f'{k}={v}' for k, v in p.items())}"
                               for f, p in MIXIN_SPECS])
-class TestNewActivations(KernelTestMixin):
-    rtol64 = 1e-10
-    rtol32 = 1e-4
-
-    @pytest.fixture(autouse=True)
-    def _params(self, family, params):
-        self.family, self.params = family, params
-
-    def create(self):
-        return kz.kernel(self.family, **self.params)
-
-    def inputs(self, dtype=torch.float64):
-        if self.params.get("architecture") == "conv":
-            return _images(dtype)
-        return _vectors(dtype)
+class TestNewActivations(SpecKernelChecks):
+    image_inputs = staticmethod(_images)
+    vector_inputs = staticmethod(_vectors)
 
 
 class TestMyrtle(KernelTestMixin):

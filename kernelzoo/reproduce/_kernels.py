@@ -19,6 +19,8 @@ pairwise distance of the fit images); lambda is chosen on validation.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from kernelzoo.reproduce._common import (
@@ -67,6 +69,22 @@ def _int_option(ctx: Context, key: str, quick: int, full: int, smoke: int) -> in
     return int(ctx.options.get(key, default))
 
 
+def _add(ctx: Context, model: str, method: str, n_fit: int, clf: Any, test_accuracy: float,
+         seconds: float, where: dict) -> None:
+    """Record one chosen model: its validation accuracy and lambda from ``clf``;
+    ``where``: its ``group`` and ``n_test``."""
+    ctx.add(Record(ctx.name, model, method, n_fit, clf.val_accuracy, test_accuracy, seconds,
+                   chosen=True, details={**where, "lambda": f"{clf.lam:.3g}", "seed": SEED}))
+
+
+def _layerwise(ckn_cfg: Any, x_fit: torch.Tensor) -> Any:
+    """The layerwise CKN of ``ckn_cfg`` (its anchors, patches, k-means iterations), fitted."""
+    return ckn_cfg.kernel().approximate(
+        "layerwise", budget=list(ckn_cfg.anchors), seed=SEED, n_patches=ckn_cfg.n_patches,
+        kmeans_iters=ckn_cfg.kmeans_iters,
+    ).fit(x_fit)
+
+
 def fashion_kernels(ctx: Context) -> None:
     from kernelzoo.registry import kernel
     from kernelzoo.classify import fit_kernel_ridge_classifier, fit_ridge_classifier
@@ -89,6 +107,7 @@ def fashion_kernels(ctx: Context) -> None:
     )
 
     # ---- group 1: every image of the fit split, Nystrom features (CKN: layerwise)
+    where_all = {"group": GROUP_ALL, "n_test": int(data.x_test.shape[0])}
     ctx.log(
         f"{GROUP_ALL}: n = {n_fit} fit, {data.x_val.shape[0]} validation, "
         f"{data.x_test.shape[0]} test"
@@ -102,59 +121,17 @@ def fashion_kernels(ctx: Context) -> None:
             for k in ("x_fit", "x_val", "x_test")
         ]
         clf = fit_ridge_classifier(feats[0], data.y_fit, feats[1], data.y_val, solver="cholesky")
-        ctx.add(
-            Record(
-                ctx.name,
-                spec,
-                f"nystrom({min(budget, n_fit)})+ridge",
-                n_fit,
-                clf.val_accuracy,
-                clf.score(feats[2], data.y_test),
-                t(),
-                chosen=True,
-                details={
-                    "group": GROUP_ALL,
-                    "lambda": f"{clf.lam:.3g}",
-                    "n_test": int(data.x_test.shape[0]),
-                    "seed": SEED,
-                },
-            )
-        )
+        _add(ctx, spec, f"nystrom({min(budget, n_fit)})+ridge", n_fit, clf,
+             clf.score(feats[2], data.y_test), t(), where_all)
     t = timed()
-    approx = (
-        ckn_cfg.kernel()
-        .approximate(
-            "layerwise",
-            budget=list(ckn_cfg.anchors),
-            seed=SEED,
-            n_patches=ckn_cfg.n_patches,
-            kmeans_iters=ckn_cfg.kmeans_iters,
-        )
-        .fit(data.x_fit)
-    )
+    approx = _layerwise(ckn_cfg, data.x_fit)
     feats = [
         batched(approx.features, getattr(data, k), f"ckn {k}", ctx.progress)
         for k in ("x_fit", "x_val", "x_test")
     ]
     clf = fit_ridge_classifier(feats[0], data.y_fit, feats[1], data.y_val, solver="cholesky")
-    ctx.add(
-        Record(
-            ctx.name,
-            ckn_cfg.label(),
-            "layerwise+ridge",
-            n_fit,
-            clf.val_accuracy,
-            clf.score(feats[2], data.y_test),
-            t(),
-            chosen=True,
-            details={
-                "group": GROUP_ALL,
-                "lambda": f"{clf.lam:.3g}",
-                "n_test": int(data.x_test.shape[0]),
-                "seed": SEED,
-            },
-        )
-    )
+    _add(ctx, ckn_cfg.label(), "layerwise+ridge", n_fit, clf,
+         clf.score(feats[2], data.y_test), t(), where_all)
     del feats
 
     # ---- group 2: conv n, exact Grams on stratified subsets
@@ -166,6 +143,7 @@ def fashion_kernels(ctx: Context) -> None:
     i_test = stratified_subset(data.y_test, conv_test)
     x_fit, x_val, x_test = data.x_fit[i_fit], data.x_val[i_val], data.x_test[i_test]
     y_fit, y_val, y_test = data.y_fit[i_fit], data.y_val[i_val], data.y_test[i_test]
+    where_conv = {"group": GROUP_CONV, "n_test": len(i_test)}
     ctx.log(
         f"{GROUP_CONV}: n = {len(i_fit)} fit, {len(i_val)} validation (stratified), "
         f"{len(i_test)} test (stratified subset of the test split, seed {SEED})"
@@ -194,57 +172,15 @@ def fashion_kernels(ctx: Context) -> None:
             k_val = k.gram(b, a).double()
             k_test = k.gram(c, a).double()
         clf = fit_kernel_ridge_classifier(k_fit, y_fit, k_val, y_val)
-        ctx.add(
-            Record(
-                ctx.name,
-                spec,
-                "exact+kernel ridge",
-                len(i_fit),
-                clf.val_accuracy,
-                clf.score(k_test, y_test),
-                t(),
-                chosen=True,
-                details={
-                    "group": GROUP_CONV,
-                    "lambda": f"{clf.lam:.3g}",
-                    "n_test": len(i_test),
-                    "seed": SEED,
-                },
-            )
-        )
+        _add(ctx, spec, "exact+kernel ridge", len(i_fit), clf,
+             clf.score(k_test, y_test), t(), where_conv)
     t = timed()
-    approx = (
-        ckn_cfg.kernel()
-        .approximate(
-            "layerwise",
-            budget=list(ckn_cfg.anchors),
-            seed=SEED,
-            n_patches=ckn_cfg.n_patches,
-            kmeans_iters=ckn_cfg.kmeans_iters,
-        )
-        .fit(x_fit)
-    )
+    approx = _layerwise(ckn_cfg, x_fit)
     with torch.no_grad():
         feats = [approx.features(v) for v in (x_fit, x_val, x_test)]
     clf = fit_ridge_classifier(feats[0], y_fit, feats[1], y_val)
-    ctx.add(
-        Record(
-            ctx.name,
-            ckn_cfg.label(),
-            "layerwise+ridge",
-            len(i_fit),
-            clf.val_accuracy,
-            clf.score(feats[2], y_test),
-            t(),
-            chosen=True,
-            details={
-                "group": GROUP_CONV,
-                "lambda": f"{clf.lam:.3g}",
-                "n_test": len(i_test),
-                "seed": SEED,
-            },
-        )
-    )
+    _add(ctx, ckn_cfg.label(), "layerwise+ridge", len(i_fit), clf,
+         clf.score(feats[2], y_test), t(), where_conv)
     _compare(ctx)
 
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from kernelzoo.kernels.functional import compile as compile_mod
 from kernelzoo.kernels.functional.activations import erf_terms, needs_grad
 from kernelzoo.kernels.functional.architecture import Net, conv_shapes
+from kernelzoo.kernels.functional.conv import window_sum
 
 __all__ = [
     "FUSED_ACTIVATIONS",
@@ -229,16 +230,8 @@ def _pad_positions(a: torch.Tensor, net: Net) -> torch.Tensor:
 
 
 def _window(a: torch.Tensor, axes: tuple[int, int], size: int) -> torch.Tensor:
-    """Sum of ``size`` shifted slices jointly along ``axes`` ('valid')."""
-    n = a.shape[axes[0]] - size + 1
-    out = None
-    for shift in range(size):
-        index = [slice(None)] * a.ndim
-        for axis in axes:
-            index[axis] = slice(shift, shift + n)
-        piece = a[tuple(index)]
-        out = piece if out is None else out + piece
-    return out
+    """Sum of ``size`` shifted slices jointly along ``axes`` ('valid': ``a`` is padded)."""
+    return window_sum(a, axes, size, "valid")
 
 
 def _conv(a: torch.Tensor, net: Net) -> torch.Tensor:
@@ -268,18 +261,11 @@ def _middle(a, ta, v1, v2, scalars, net: Net):
 def _last(a, ta, v1, v2, scalars, net: Net):
     """The last hidden layer fused with the GAP readout and the final Dense."""
     a, ta = _middle(a, ta, v1, v2, scalars, net)
-    scale = 1.0 / float(a.shape[0] * a.shape[1] * a.shape[2] * a.shape[3])
-    k_out = a.reshape(-1, a.shape[-1]).sum(0) * scale
-    t_out = None if ta is None else ta.reshape(-1, ta.shape[-1]).sum(0) * scale
-    if net.readout_dense:
-        w, b = scalars[3], scalars[2]
-        k_out = w * k_out + b
-        t_out = None if t_out is None else w * t_out + k_out
-    return k_out, t_out
+    return _readout(a, ta, scalars, net)
 
 
 def _readout(a, ta, scalars, net: Net):
-    """GAP and Dense of a one-layer net's activations (no conv after the first layer)."""
+    """GAP and Dense of the last hidden layer's activations."""
     scale = 1.0 / float(a.shape[0] * a.shape[1] * a.shape[2] * a.shape[3])
     k_out = a.reshape(-1, a.shape[-1]).sum(0) * scale
     t_out = None if ta is None else ta.reshape(-1, ta.shape[-1]).sum(0) * scale
