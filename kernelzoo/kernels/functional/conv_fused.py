@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from kernelzoo.kernels.functional import compile as compile_mod
 from kernelzoo.kernels.functional.activations import erf_terms, needs_grad
 from kernelzoo.kernels.functional.architecture import Net, conv_shapes
-from kernelzoo.kernels.functional.conv import window_sum
 
 __all__ = [
     "FUSED_ACTIVATIONS",
@@ -55,8 +54,9 @@ __all__ = [
 FUSED_ACTIVATIONS = ("relu", "abs", "erf")
 #: the pairs-innermost layout is used up to this many positions per image (16x16)
 MAX_FUSED_POSITIONS = 256
-#: pairs per block: about this many (position pair x image pair) entries
-_BLOCK_ENTRIES = 1 << 20
+#: pairs per block: about this many (position pair x image pair) entries (128 pairs of
+#: 8x8 digits: measured faster than 256 or 512, whose blocks spill out of the L2 cache)
+_BLOCK_ENTRIES = 1 << 19
 _PI = math.pi
 # A&S 4.4.49: atan(r) on [0, 1], |error| <= 2e-8
 _ATAN = (
@@ -229,14 +229,23 @@ def _pad_positions(a: torch.Tensor, net: Net) -> torch.Tensor:
     return a
 
 
-def _window(a: torch.Tensor, axes: tuple[int, int], size: int) -> torch.Tensor:
-    """Sum of ``size`` shifted slices jointly along ``axes`` ('valid': ``a`` is padded)."""
-    return window_sum(a, axes, size, "valid")
-
-
 def _conv(a: torch.Tensor, net: Net) -> torch.Tensor:
+    """The conv window sum of ``(H, W, H, W, B)`` maps: ``f^2`` jointly shifted slices.
+
+    Summed directly from the padded maps rather than as two separable window
+    sums: the separable form makes inductor write its intermediate to memory,
+    and the direct one (one pass, no intermediate) measured 10-20% faster on
+    the digits' NTK.
+    """
     padded = _pad_positions(a, net)
-    return _window(_window(padded, (0, 2), net.filter_size), (1, 3), net.filter_size)
+    f = net.filter_size
+    h, w = padded.shape[0] - f + 1, padded.shape[1] - f + 1
+    out = None
+    for i in range(f):
+        for j in range(f):
+            piece = padded[i : i + h, j : j + w, i : i + h, j : j + w]
+            out = piece if out is None else out + piece
+    return out
 
 
 def _first(pa, pb, v1, v2, scalars, net: Net):
@@ -355,7 +364,7 @@ def _run(pa, pb, va, vb, scalars, net: Net):
 
 
 def block_pairs(positions: int, item: int, net: Net, budget: int) -> int:
-    """Image pairs per block: about ``2**20`` entries, at least 16, within ``budget``.
+    """Image pairs per block: about ``2**19`` entries, at least 16, within ``budget``.
 
     Parameters
     ----------
