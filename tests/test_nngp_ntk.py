@@ -495,7 +495,7 @@ def test_compiled_path_matches_eager(monkeypatch, request):
     monkeypatch.setitem(kz_compile.STATE, "failed", False)
     x = _images(4, h=5, w=5, seed=9)
     k = kz.kernel("ntk", architecture="conv", bias_std=0.1, depth=2)
-    budget = 400_000  # blocks of 3 of the 10 pairs: the last block is padded
+    budget = 400_000  # blocks of 3 of the 10 pairs, the last one shorter (dynamic axis)
     eager = k.gram(x, memory_budget=budget)
     monkeypatch.setenv("KERNELZOO_COMPILE", "1")
     with warnings.catch_warnings():

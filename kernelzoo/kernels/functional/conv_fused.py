@@ -29,7 +29,6 @@ positions instead (:func:`fused_applies` chooses).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -158,8 +157,7 @@ def fused_applies(net: Net, x: torch.Tensor, y: torch.Tensor | None = None) -> b
     Conv nets with the GAP readout and no pooling, an activation in
     :data:`FUSED_ACTIVATIONS`, images of at most :data:`MAX_FUSED_POSITIONS`
     positions, no gradients, and compiling allowed
-    (:func:`~kernelzoo.kernels.functional.compile.compile_wanted` at the
-    fused path's threshold).
+    (:func:`~kernelzoo.kernels.functional.compile.compile_wanted`).
 
     Parameters
     ----------
@@ -182,23 +180,7 @@ def fused_applies(net: Net, x: torch.Tensor, y: torch.Tensor | None = None) -> b
     positions = x.shape[2] * x.shape[3]
     n_pairs = x.shape[0] * (x.shape[0] if y is None else y.shape[0])
     work = float(positions) ** 2 * net.depth * n_pairs
-    return compile_mod.compile_wanted(work, x, y, threshold=compile_mod.MIN_FUSED_WORK)
-
-
-def structure(net: Net) -> Net:
-    """``net`` with its hyperparameter values blanked: the key of one compilation.
-
-    Parameters
-    ----------
-    net : Net
-        The architecture.
-
-    Returns
-    -------
-    Net
-        The same structure with ``weight_var=1`` and ``bias_var=0``.
-    """
-    return dataclasses.replace(net, weight_var=1.0, bias_var=0.0)
+    return compile_mod.compile_wanted(work, x, y)
 
 
 def _patches(x: torch.Tensor, net: Net) -> torch.Tensor:
@@ -333,10 +315,7 @@ def fused_pairs(
 
 
 def _compiled_stage(fn, args, key: Net):
-    for t in args:
-        if isinstance(t, torch.Tensor) and t.ndim > 1:
-            torch._dynamo.mark_dynamic(t, t.ndim - 1)
-    return compile_mod.compiled(fn, key, dynamic=None)(*args)
+    return compile_mod.call_dynamic(fn, key, args, -1)
 
 
 class CompileFailed(RuntimeError):
@@ -350,7 +329,7 @@ def _run(pa, pb, va, vb, scalars, net: Net):
     warning, and raises :class:`CompileFailed`: the caller then evaluates the
     Gram on the eager path.
     """
-    key = structure(net)
+    key = compile_mod.structure(net)
     if compile_mod.STATE["failed"]:
         raise CompileFailed("compiling is off after an earlier failure")
     try:

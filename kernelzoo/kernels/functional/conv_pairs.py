@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from kernelzoo.kernels.functional.activations import activate, activate_diag, needs_grad
 from kernelzoo.kernels.functional.architecture import Net
-from kernelzoo.kernels.functional.compile import compile_wanted, run_stage
+from kernelzoo.kernels.functional.compile import compile_wanted, run_stage, structure
 from kernelzoo.kernels.functional.conv import (
     conv2d_sum,
     pad_axis,
@@ -93,16 +93,27 @@ def _pair_pool(k: torch.Tensor, stride: int) -> torch.Tensor:
     return k
 
 
-def _layer_first(k0p, net: Net):
+def hyper(net: Net, like: torch.Tensor) -> torch.Tensor:
+    """The runtime hyperparameters of the stages: ``[c, bias_var, weight_var]``.
+
+    Passed as a tensor, so that one compiled stage (keyed by
+    :func:`~kernelzoo.kernels.functional.conv_fused.structure`) serves every
+    grid value of ``weight_std`` and ``bias_std``.
+    """
+    values = [net.conv_scale, net.bias_var, net.weight_var]
+    return torch.tensor(values, dtype=like.dtype, device=like.device)
+
+
+def _layer_first(k0p, s, net: Net):
     """Conv + bias of the first layer from the padded input kernel."""
-    k = net.conv_scale * _pair_conv(k0p, net) + net.bias_var
+    k = s[0] * _pair_conv(k0p, net) + s[1]
     return k, (k if net.ntk else None)
 
 
-def _layer_next(ap, tap, net: Net):
+def _layer_next(ap, tap, s, net: Net):
     """Conv + bias of a later hidden layer from the padded previous activations."""
-    k = net.conv_scale * _pair_conv(ap, net) + net.bias_var
-    t = None if tap is None else net.conv_scale * _pair_conv(tap, net) + k
+    k = s[0] * _pair_conv(ap, net) + s[1]
+    t = None if tap is None else s[0] * _pair_conv(tap, net) + k
     return k, t
 
 
@@ -111,21 +122,21 @@ def _activate_pairs(k, t, v_a, v_b, activation: str, negative_slope: float = 0.0
                     negative_slope)
 
 
-def _step(ap, tap, v_a, v_b, net: Net):
+def _step(ap, tap, v_a, v_b, s, net: Net):
     """Conv + bias + activation of a hidden layer after the first (padded inputs)."""
-    k, t = _layer_next(ap, tap, net)
+    k, t = _layer_next(ap, tap, s, net)
     return _activate_pairs(k, t, v_a, v_b, net.activation, net.negative_slope)
 
 
-def _step_first(k0p, v_a, v_b, net: Net):
-    k, t = _layer_first(k0p, net)
+def _step_first(k0p, v_a, v_b, s, net: Net):
+    k, t = _layer_first(k0p, s, net)
     return _activate_pairs(k, t, v_a, v_b, net.activation, net.negative_slope)
 
 
-def _step_last(ap, tap, v_a, v_b, net: Net):
+def _step_last(ap, tap, v_a, v_b, s, net: Net):
     """The last hidden layer (without pooling) fused with the readout: its
     activations are only ever summed, never stored."""
-    return _readout_pairs(*_step(ap, tap, v_a, v_b, net), net)
+    return _readout_pairs(*_step(ap, tap, v_a, v_b, s, net), s, net)
 
 
 def _diagonal(k: torch.Tensor) -> torch.Tensor:
@@ -134,14 +145,14 @@ def _diagonal(k: torch.Tensor) -> torch.Tensor:
     return k.reshape(n_pairs, h * w, h * w).diagonal(dim1=1, dim2=2).reshape(n_pairs, h, w)
 
 
-def _readout_pairs(a, ta, net: Net):
+def _readout_pairs(a, ta, s, net: Net):
     if net.readout == "gap":
         a_r = a.mean((1, 2, 3, 4))
         ta_r = None if ta is None else ta.mean((1, 2, 3, 4))
     else:
         a_r = _diagonal(a).mean((1, 2))
         ta_r = None if ta is None else _diagonal(ta).mean((1, 2))
-    return dense_readout(a_r, ta_r, net)
+    return dense_readout(a_r, ta_r, net, weight_var=s[2], bias_var=s[1])
 
 
 def pairs_chunk(
@@ -155,6 +166,8 @@ def pairs_chunk(
     """
     collected = []
     a = ta = None
+    s = hyper(net, x_a)
+    key = structure(net)  # one compilation for every hyperparameter value
     for layer in range(net.depth):
         grad = needs_grad(x_a, x_b)  # in-place buffers only without autograd
         reuse = None if grad else buffers
@@ -163,23 +176,25 @@ def pairs_chunk(
         else:
             padded = (_pad_pairs(a, net, reuse, 0), _pad_pairs(ta, net, reuse, 1))
         if v_a is None:  # self pairs: the variances are the diagonal of K itself
-            k, t = _layer_first(*padded, net) if layer == 0 else _layer_next(*padded, net)
+            k, t = (_layer_first if layer == 0 else _layer_next)(*padded, s, net)
             var = _diagonal(k)
             if collect:
                 collected.append(var)
             a, ta = _activate_pairs(k, t, var, var, net.activation, net.negative_slope)
         elif layer == 0:
-            a, ta = run_stage(_step_first, use_compile, net, *padded, v_a[0], v_b[0])
+            a, ta = run_stage(_step_first, use_compile, key, *padded, v_a[0], v_b[0], s)
         elif layer == net.depth - 1 and net.pooling[layer] == 1:
-            k_out, t_out = run_stage(_step_last, use_compile, net, *padded, v_a[layer], v_b[layer])
+            k_out, t_out = run_stage(
+                _step_last, use_compile, key, *padded, v_a[layer], v_b[layer], s
+            )
             return k_out, t_out, collected
         else:
-            a, ta = run_stage(_step, use_compile, net, *padded, v_a[layer], v_b[layer])
+            a, ta = run_stage(_step, use_compile, key, *padded, v_a[layer], v_b[layer], s)
         padded = None  # free the padded copies before the next layer
         if net.pooling[layer] > 1:
             a = _pair_pool(a, net.pooling[layer])
             ta = None if ta is None else _pair_pool(ta, net.pooling[layer])
-    k_out, t_out = _readout_pairs(a, ta, net)
+    k_out, t_out = _readout_pairs(a, ta, s, net)
     return k_out, t_out, collected
 
 
@@ -266,10 +281,8 @@ def conv_full_gram(
         chunks, desc=desc, total=-(-n_pairs // chunk), leave=False, disable=(not show) or None
     ):
         n_block = rows.numel()
-        if use_compile and n_pairs > chunk and n_block < chunk:
-            # repeat the last pair up to the block size: no recompilation for a new shape
-            rows = torch.cat([rows, rows[-1:].expand(chunk - n_block)])
-            cols = torch.cat([cols, cols[-1:].expand(chunk - n_block)])
+        if use_compile and n_block == 1:  # a dynamic axis of length 1 would be specialised
+            rows, cols = rows.repeat(2), cols.repeat(2)
         v_a = [v[rows] for v in vx]
         v_b = [v[cols] for v in vy]
         kb, tb, _ = pairs_chunk(

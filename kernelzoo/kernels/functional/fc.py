@@ -53,9 +53,13 @@ def fc_diag(vx: torch.Tensor, net: Net) -> tuple[torch.Tensor, torch.Tensor | No
     return dense_readout(a, ta, net)
 
 
-def dense_readout(a, ta, net: Net):
+def dense_readout(a, ta, net: Net, weight_var=None, bias_var=None):
+    """The final Dense layer of the readout (``weight_var``/``bias_var`` override
+    the net's values: runtime tensors in compiled stages)."""
     if not net.readout_dense:
         return a, ta
-    k = net.weight_var * a + net.bias_var
-    t = None if ta is None else net.weight_var * ta + k
+    w = net.weight_var if weight_var is None else weight_var
+    b = net.bias_var if bias_var is None else bias_var
+    k = w * a + b
+    t = None if ta is None else w * ta + k
     return k, t
