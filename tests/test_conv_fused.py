@@ -1,6 +1,7 @@
 """The fused small-image conv path (functional/conv_fused.py): equal to the eager stages and
 to neural-tangents, one compilation per structure (hyperparameters and block sizes at
-runtime), the fallback when compiling fails, the float32 atan2, and huge inputs.
+runtime), the pairs-outermost stages (conv_pairs.py) compiled the same way, the fallback
+when compiling fails, the float32 atan2, and huge inputs.
 
 Compilation is traced with a counting backend that runs the captured graphs eagerly
 (torch._dynamo's CompileCounter), so these tests are fast and need no C++ compiler;
@@ -117,6 +118,35 @@ def test_hyperparameters_and_sizes_do_not_recompile(counter):
     assert counter.frame_count == frames
     kz.kernel("ntk", architecture="conv", depth=3).gram(x)  # a new structure compiles
     assert counter.frame_count > frames
+
+
+@pytest.mark.parametrize(
+    "rest", [{}, {"pooling": [2, 1], "readout": "flatten", "bias_std": 0.3}]
+)
+def test_pairs_path_compiled_once_and_equal_to_eager(counter, rest):
+    """Images above 16x16 take the pairs-outermost stages (conv_pairs), compiled by
+    default like the fused path: hyperparameters and block sizes at runtime (one
+    compilation per structure and dtype), the branch-free maps inside, values equal
+    to the eager stages."""
+    x = _images(4, c=1, h=17, w=17, seed=3)
+    assert not conv_fused.fused_applies(
+        kz.kernel("ntk", architecture="conv", **rest).net, x
+    )
+    kz.kernel("ntk", architecture="conv", depth=2, **rest).gram(x[:2])
+    frames = counter.frame_count
+    assert frames > 0
+    for weight_std, bias_std in ((1.0, 0.0), (1.7, 0.4)):
+        spec = dict(rest, bias_std=bias_std)
+        k = kz.kernel("ntk", architecture="conv", depth=2, weight_std=weight_std, **spec)
+        for n, budget in ((2, None), (4, None), (4, 25_000_000)):  # budget: blocks of 2 pairs
+            got = k.gram(x[:n], memory_budget=budget)
+            ref = _eager(k, x[:n])
+            assert float((got - ref).norm() / ref.norm()) < 1e-12
+    assert counter.frame_count == frames
+    k = kz.kernel("nngp", architecture="conv", depth=2, **rest)
+    got32 = k.gram(x.float())
+    ref = _eager(k, x)
+    assert float((got32.double() - ref).norm() / ref.norm()) < 1e-5
 
 
 @pytest.mark.parametrize("family", ["nngp", "ntk"])
