@@ -210,7 +210,8 @@ def conv_section(args: argparse.Namespace) -> list[str]:
     lines = ["## Conv NNGP/NTK (issue 12 item 3, issue 16)", "",
              f"Load average (1 min) at the start: {load():.2f}; neural-tangents: "
              f"{args.nt_python}" + ("" if Path(args.nt_python).exists() else " (missing)"), ""]
-    lines += digits_lines(args)
+    if args.conv_n > 0:
+        lines += digits_lines(args)
     if args.conv_big_n > 0:
         lines += big_lines(args)
     lines += [""]
@@ -221,7 +222,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options this section reads."""
     parser.add_argument("--nt-python", default="/work/nt-venv/bin/python",
                         help="python of the neural-tangents 0.6.5 environment")
-    parser.add_argument("--conv-n", type=int, default=256, help="digits for the pairs/s row")
+    parser.add_argument("--conv-n", type=int, default=256,
+                        help="digits for the pairs/s row (0: skip the digits rows)")
     parser.add_argument("--conv-big-n", type=int, default=4,
                         help="32x32x3 images (0: skip those rows)")
     parser.add_argument("--conv-big-repeats", type=int, default=3,
