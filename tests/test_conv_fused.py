@@ -149,6 +149,22 @@ def test_pairs_path_compiled_once_and_equal_to_eager(counter, rest):
     assert float((got32.double() - ref).norm() / ref.norm()) < 1e-5
 
 
+def test_pairs_path_budget_of_one_pair_runs_eager(counter):
+    """A dynamic pair axis needs blocks of two pairs: where the budget holds only one,
+    the eager stages run (within the budget) instead of a padded compiled block."""
+    from kernelzoo.kernels.functional.conv_pairs import full_pair_bytes
+
+    x = _images(3, c=1, h=17, w=17, seed=4)
+    k = kz.kernel("ntk", architecture="conv", depth=2)
+    one = full_pair_bytes(17, 17, x.element_size(), k.net)
+    got = k.gram(x, memory_budget=int(1.5 * one))
+    assert counter.frame_count == 0
+    ref = _eager(k, x)
+    assert float((got - ref).norm() / ref.norm()) < 1e-12
+    k.gram(x, memory_budget=3 * one)
+    assert counter.frame_count > 0
+
+
 @pytest.mark.parametrize("family", ["nngp", "ntk"])
 def test_compile_failure_falls_back_once(monkeypatch, family):
     def broken(*args, **kwargs):

@@ -276,7 +276,9 @@ def conv_full_gram(
     chunk = pairs_per_block(h, w, x.element_size(), net, budget, desc)
     n_pairs = n * (n + 1) // 2 if symmetric else n * m
     buffers: dict = {}  # padded copies, reused from layer to layer and block to block
-    use_compile = compile_wanted(float(h * w) ** 2 * net.depth * n_pairs, x, y)
+    # the compiled stages' dynamic pair axis needs blocks of two or more pairs (a block of
+    # one is padded to two): where the budget holds only one pair, the eager stages run
+    use_compile = chunk >= 2 and compile_wanted(float(h * w) ** 2 * net.depth * n_pairs, x, y)
     k_out = torch.empty((n, m), dtype=x.dtype, device=x.device)
     t_out = torch.empty_like(k_out) if net.ntk else None
     chunks = pair_chunks(n, m, symmetric, chunk, x.device)
