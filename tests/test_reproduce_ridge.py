@@ -95,7 +95,7 @@ def test_gradient_maps():
 
 def test_quick_with_the_new_options(tmp_path):
     options = {"refit": "1", "sqhinge": "3", "lambdas": "-10:-2", "input": "pixels+gradient",
-               "features": "raw"}
+               "features": "raw", "anchor_images": "100"}
     records = run_experiment("mnist-ckn", quick=True, out=tmp_path, loader=standin_loader(),
                              options=options, smoke=True, progress=False)
     methods = {r.method for r in records}
@@ -106,5 +106,6 @@ def test_quick_with_the_new_options(tmp_path):
     assert "test_fit_only" in chosen[0].details
     rows = json.loads((tmp_path / "results.json").read_text())
     assert all(r["details"]["input"] == "pixels+gradient" for r in rows)
+    assert all(r["details"]["anchor_images"] == 100 for r in rows)
     assert all(r["details"]["lambdas"] == "1e-10..1e-2 x top" for r in rows
                if r["method"].startswith("layerwise+ridge"))

@@ -204,6 +204,8 @@ def run_layerwise(
     refitted on fit + validation before the test split is scored; the test accuracy
     of the classifier fitted on the fit split alone is recorded beside it
     (``test_fit_only``), the refitted one is the record's test accuracy.
+    ``--option anchor_images=N``: k-means samples its patches from the first N fit
+    images only (default all; the patches are sampled among them as usual).
     """
     data = data if data is not None else load_splits(ctx, dataset)
     data = preprocess(data, str(ctx.options.get("input", "pixels")))
@@ -222,7 +224,7 @@ def run_layerwise(
             n_patches=cfg.n_patches,
             kmeans_iters=cfg.kmeans_iters,
         )
-        approx.fit(data.x_fit)
+        approx.fit(data.x_fit[: int(ctx.options.get("anchor_images", data.x_fit.shape[0]))])
         t_anchors = t()
         f_fit = batched(approx.features, data.x_fit, "features (fit)", ctx.progress)
         f_val = batched(approx.features, data.x_val, "features (val)", ctx.progress)
@@ -248,6 +250,7 @@ def run_layerwise(
                         "n_patches": cfg.n_patches,
                         "kmeans_iters": cfg.kmeans_iters,
                         "input": str(ctx.options.get("input", "pixels")),
+                        "anchor_images": int(ctx.options.get("anchor_images", n_fit)),
                         **var.details,
                     },
                 )
