@@ -109,3 +109,13 @@ def test_quick_with_the_new_options(tmp_path):
     assert all(r["details"]["anchor_images"] == 100 for r in rows)
     assert all(r["details"]["lambdas"] == "1e-10..1e-2 x top" for r in rows
                if r["method"].startswith("layerwise+ridge"))
+
+
+def test_rows_kept_in_memory_give_the_same_svm():
+    f, y = _data(150)
+    fv, _ = _data(40, seed=1)
+    eq = NormalEquations(f, y, center_normalize, rows=32)
+    a, obj_a = eq.sqhinge(1e-3, 4)
+    assert not eq.keep_rows(10) and eq.keep_rows(1e9)
+    b, obj_b = eq.sqhinge(1e-3, 4)
+    assert torch.allclose(a.scores(fv), b.scores(fv), atol=1e-12) and obj_a == obj_b

@@ -93,8 +93,9 @@ def _classifiers(ctx: Context, f_fit, y_fit, f_val, y_val, svm: bool) -> Iterato
     of the centred ``F^T F / n``; ``sqhinge=ITERS`` (default 0: off): also the
     one-vs-all squared-hinge SVM at every lambda of the grid, ITERS preconditioned
     conjugate-gradient iterations from the ridge solution on the ridge's Cholesky
-    factor (:mod:`kernelzoo.reproduce._ridge`); ``svm=1``: also scikit-learn's
-    ``LinearSVC`` (slow at these sizes).
+    factor (:mod:`kernelzoo.reproduce._ridge`; its passes keep the centred float64
+    rows in memory when they take at most ``row_cache_gb=3`` GB); ``svm=1``: also
+    scikit-learn's ``LinearSVC`` (slow at these sizes).
     """
     from kernelzoo.classify import fit_squared_hinge_classifier
 
@@ -122,6 +123,8 @@ def _classifiers(ctx: Context, f_fit, y_fit, f_val, y_val, svm: bool) -> Iterato
             line = f"lambda {lam:.2e}: ridge val {100 * ridge[-1][0]:.2f}%"
             if iters:
                 th = timed()
+                if not hinge:
+                    eq.keep_rows(float(ctx.options.get("row_cache_gb", 3)) * 2**30)
                 svm_model, objective = eq.sqhinge(float(lam), iters, factor, start=model)
                 hinge.append((*evaluate(svm_model, f_val, y_val), (svm_model, objective)))
                 t_hinge += th()

@@ -120,6 +120,7 @@ class NormalEquations:
         self.parts.append((f, y))
         self._top: float | None = None
         self._rhs: torch.Tensor | None = None
+        self._cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         return self
 
     def top(self) -> float:
@@ -141,10 +142,23 @@ class NormalEquations:
         return None if int(info) else factor
 
     def _rows(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Every row block of every part: ``(centred transformed block, +-1 targets)``."""
+        """Every row block of every part: ``(centred transformed block, +-1 targets)``;
+        from memory after :meth:`keep_rows`."""
+        if self._cache is not None:
+            yield from self._cache
+            return
         for f, y in self.parts:
             for s, b in _blocks(f, self.tf, self.rows):
                 yield b - self.mean, one_vs_all(y[s : s + self.rows], self.classes)
+
+    def keep_rows(self, max_bytes: float) -> bool:
+        """Keep the centred, transformed rows in float64 in memory (the SVM passes then
+        skip the conversions), if they take at most ``max_bytes``; until :meth:`add`."""
+        if self.n * self.mean.shape[0] * 8 > max_bytes:
+            return False
+        self._cache = None
+        self._cache = list(self._rows())
+        return True
 
     def ridge(self, lam: float, factor: torch.Tensor | None = None) -> Linear | None:
         """The ridge classifier at ``lam`` (None when the system is not positive definite)."""
