@@ -119,3 +119,15 @@ def test_rows_kept_in_memory_give_the_same_svm():
     assert not eq.keep_rows(10) and eq.keep_rows(1e9)
     b, obj_b = eq.sqhinge(1e-3, 4)
     assert torch.allclose(a.scores(fv), b.scores(fv), atol=1e-12) and obj_a == obj_b
+
+
+def test_configuration_options():
+    from kernelzoo.reproduce._ckn import _chosen_grid, ckn_config
+    from kernelzoo.reproduce._common import Context
+
+    opts = {"anchors": "64,512", "sigma": "0.6,0.5", "filter_size": "5,3", "n_patches": "1000",
+            "kmeans_iters": "3", "centering": "1"}
+    (cfg,) = _chosen_grid(Context("mnist-ckn", False, standin_loader(), options=opts))
+    k = ckn_config(**cfg).kernel()
+    assert k.sigma == [0.6, 0.5] and k.filter_size == [5, 3] and k.centering
+    assert cfg["anchors"] == (64, 512) and cfg["n_patches"] == 1000 and cfg["kmeans_iters"] == 3
