@@ -95,6 +95,7 @@ def test_gradient_maps():
 
 def test_quick_with_the_new_options(tmp_path):
     options = {"refit": "1", "sqhinge": "3", "lambdas": "-10:-2", "input": "pixels+gradient",
+               "sqhinge_lambdas": "-6:-4",
                "features": "raw", "anchor_images": "100"}
     records = run_experiment("mnist-ckn", quick=True, out=tmp_path, loader=standin_loader(),
                              options=options, smoke=True, progress=False)
@@ -109,6 +110,8 @@ def test_quick_with_the_new_options(tmp_path):
     assert all(r["details"]["anchor_images"] == 100 for r in rows)
     assert all(r["details"]["lambdas"] == "1e-10..1e-2 x top" for r in rows
                if r["method"].startswith("layerwise+ridge"))
+    svm = [r for r in rows if r["method"].startswith("layerwise+sqhinge")]
+    assert len(svm[0]["details"]["val_per_lambda"].split()) == 3  # sqhinge_lambdas=-6:-4
 
 
 def test_rows_kept_in_memory_give_the_same_svm():

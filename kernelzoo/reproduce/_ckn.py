@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -94,7 +95,8 @@ def _classifiers(ctx: Context, f_fit, y_fit, f_val, y_val, svm: bool) -> Iterato
     one-vs-all squared-hinge SVM at every lambda of the grid, ITERS preconditioned
     conjugate-gradient iterations from the ridge solution on the ridge's Cholesky
     factor (:mod:`kernelzoo.reproduce._ridge`; its passes keep the centred float64
-    rows in memory when they take at most ``row_cache_gb=3`` GB); ``svm=1``: also
+    rows in memory when they take at most ``row_cache_gb=3`` GB; ``sqhinge_lambdas=LO:HI``
+    restricts it to those k of the grid); ``svm=1``: also
     scikit-learn's ``LinearSVC`` (slow at these sizes).
     """
     from kernelzoo.classify import fit_squared_hinge_classifier
@@ -105,6 +107,7 @@ def _classifiers(ctx: Context, f_fit, y_fit, f_val, y_val, svm: bool) -> Iterato
         raise ValueError(f"features must be raw, centre-l2 or both, got {which!r}")
     exponents = parse_exponents(ctx.options.get("lambdas", "-8:0"))
     iters = int(ctx.options.get("sqhinge", 0))
+    svm_lo, svm_hi = parse_exponents(ctx.options.get("sqhinge_lambdas", "-300:300"))
     for norm in norms:
         tf = normalise_rows if norm else _identity
         suffix = "+centre-l2" if norm else ""
@@ -121,7 +124,7 @@ def _classifiers(ctx: Context, f_fit, y_fit, f_val, y_val, svm: bool) -> Iterato
             model = eq.ridge(float(lam), factor)
             ridge.append((*evaluate(model, f_val, y_val), model))
             line = f"lambda {lam:.2e}: ridge val {100 * ridge[-1][0]:.2f}%"
-            if iters:
+            if iters and svm_lo <= round(math.log10(lam / eq.top())) <= svm_hi:
                 th = timed()
                 if not hinge:
                     eq.keep_rows(float(ctx.options.get("row_cache_gb", 3)) * 2**30)
