@@ -80,7 +80,7 @@ def _experiments() -> dict[str, Experiment]:
     exps = [
         Experiment(
             "mnist-ckn",
-            1,
+            2,
             "unsupervised (layerwise) 2-layer CKN, ridge or SVM on its features",
             "mnist",
             (
@@ -95,7 +95,7 @@ def _experiments() -> dict[str, Experiment]:
         ),
         Experiment(
             "fashion-ckn",
-            1,
+            2,
             "unsupervised (layerwise) 2-layer CKN on Fashion-MNIST",
             "fashion-mnist",
             (
