@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from kernelzoo.kernels.functional import compile as compile_mod
 from kernelzoo.kernels.functional.activations import erf_terms, needs_grad
 from kernelzoo.kernels.functional.architecture import Net, conv_shapes
+from kernelzoo.kernels.functional.indices import pair_chunks
 
 __all__ = [
     "FUSED_ACTIVATIONS",
@@ -405,8 +406,6 @@ def fused_gram(
         When compiling fails (one warning; compiling is then off for the
         process): the caller evaluates on the eager path instead.
     """
-    from kernelzoo.kernels.functional.conv_pairs import pair_chunks
-
     symmetric = y is None and pairs is None
     y_, vy_ = (x, vx) if y is None else (y, vy)
     n, m = x.shape[0], y_.shape[0]

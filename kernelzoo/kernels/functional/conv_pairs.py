@@ -27,6 +27,7 @@ from kernelzoo.kernels.functional.conv import (
 )
 from kernelzoo.kernels.functional.conv_fused import FUSED_ACTIVATIONS, fused_activate
 from kernelzoo.kernels.functional.fc import dense_readout
+from kernelzoo.kernels.functional.indices import pair_chunks
 
 __all__ = [
     "conv_diag_full",
@@ -223,32 +224,6 @@ def pairs_per_block(height: int, width: int, item: int, net: Net, budget: int, d
             stacklevel=4,
         )
     return max(1, budget // per_pair)
-
-
-def pair_chunks(n: int, m: int, symmetric: bool, chunk: int, device: torch.device):
-    """Blocks of at most ``chunk`` image pairs ``(rows, cols)``, row by row: all of
-    ``[0, n) x [0, m)``, or only ``j >= i`` when ``symmetric`` (a Gram of X with
-    itself needs each unordered pair once)."""
-    pending: list[tuple[int, int, int]] = []
-    count = 0
-
-    def build():
-        rows = torch.cat([torch.full((j1 - j0,), i, dtype=torch.long) for i, j0, j1 in pending])
-        cols = torch.cat([torch.arange(j0, j1) for _, j0, j1 in pending])
-        return rows.to(device), cols.to(device)
-
-    for i in range(n):
-        j = i if symmetric else 0
-        while j < m:
-            take = min(m - j, chunk - count)
-            pending.append((i, j, j + take))
-            count += take
-            j += take
-            if count == chunk:
-                yield build()
-                pending, count = [], 0
-    if pending:
-        yield build()
 
 
 def conv_full_gram(

@@ -1,4 +1,5 @@
-"""Indices of the few entries of a tile that need fixing, without a host round trip on GPUs.
+"""Indices: the few entries of a tile that need fixing (without a host round trip on GPUs),
+and the blocks of image pairs of the conv paths (:func:`pair_chunks`).
 
 ``mask.nonzero()`` returns a tensor whose length the host must know, so on a
 GPU it waits for the device (a synchronisation) once per call; inside a tiled
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["DEVICE_PATH_ON_CPU", "masked_indices", "write_masked"]
+__all__ = ["DEVICE_PATH_ON_CPU", "masked_indices", "pair_chunks", "write_masked"]
 
 #: take the accelerator path on CPU tensors as well (tests use it to check, on a CPU
 #: machine, that the GPU path makes no host round trip)
@@ -56,3 +57,29 @@ def write_masked(target: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
     if found is not None:
         values = torch.where(found, values, target[rows, cols])
     target[rows, cols] = values
+
+
+def pair_chunks(n: int, m: int, symmetric: bool, chunk: int, device: torch.device):
+    """Blocks of at most ``chunk`` image pairs ``(rows, cols)``, row by row: all of
+    ``[0, n) x [0, m)``, or only ``j >= i`` when ``symmetric`` (a Gram of X with
+    itself needs each unordered pair once)."""
+    pending: list[tuple[int, int, int]] = []
+    count = 0
+
+    def build():
+        rows = torch.cat([torch.full((j1 - j0,), i, dtype=torch.long) for i, j0, j1 in pending])
+        cols = torch.cat([torch.arange(j0, j1) for _, j0, j1 in pending])
+        return rows.to(device), cols.to(device)
+
+    for i in range(n):
+        j = i if symmetric else 0
+        while j < m:
+            take = min(m - j, chunk - count)
+            pending.append((i, j, j + take))
+            count += take
+            j += take
+            if count == chunk:
+                yield build()
+                pending, count = [], 0
+    if pending:
+        yield build()
