@@ -15,23 +15,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
-import time
-
 import torch
 
 from kernelzoo.kernels.functional.dot import arccos_fn_
 
-
-def median_time(fn, repeats: int) -> float:
-    """Median wall seconds of ``fn()`` after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from foundation_bench import _median_time  # one timer for the benchmark scripts
 
 
 def fused_layer(c: torch.Tensor) -> torch.Tensor:
@@ -53,17 +41,17 @@ def main() -> None:
     out = torch.empty(n, n)
     print(f"load average (1 min) at the start: {os.getloadavg()[0]:.2f}; "
           f"{args.threads} threads, medians of {args.repeats}")
-    gemm = median_time(lambda: torch.mm(x, x.T, out=out), args.repeats)
+    gemm = _median_time(lambda: torch.mm(x, x.T, out=out), args.repeats)
     print(f"| measure | ms | / GEMM |\n|---|---|---|\n| bare X @ X.T | {gemm * 1e3:.1f} | 1 |")
     cos = out.clamp(-1.0, 1.0)
     for rows in (n, 256, 64):
         chunk, work = cos[:rows].clone(), torch.empty(rows, n)
-        t = median_time(lambda: [arccos_fn_(chunk, 1, work) for _ in range(n // rows)],
+        t = _median_time(lambda: [arccos_fn_(chunk, 1, work) for _ in range(n // rows)],
                         args.repeats)
         print(f"| one degree-1 layer, in place, chunks of {rows} rows | {t * 1e3:.1f} | "
               f"{t / gemm:.3f} |")
     compiled = torch.compile(fused_layer)
-    t = median_time(lambda: compiled(cos), args.repeats)
+    t = _median_time(lambda: compiled(cos), args.repeats)
     print(f"| one degree-1 layer, torch.compile fused | {t * 1e3:.1f} | {t / gemm:.3f} |")
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
 
