@@ -108,6 +108,7 @@ def _classifiers(ctx: Context, f_fit, y_fit, f_val, y_val, svm: bool) -> Iterato
     exponents = parse_exponents(ctx.options.get("lambdas", "-8:0"))
     iters = int(ctx.options.get("sqhinge", 0))
     svm_lo, svm_hi = parse_exponents(ctx.options.get("sqhinge_lambdas", "-300:300"))
+    cache = float(ctx.options.get("row_cache_gb", 3)) * 2**30
     for norm in norms:
         tf = normalise_rows if norm else _identity
         suffix = "+centre-l2" if norm else ""
@@ -127,7 +128,7 @@ def _classifiers(ctx: Context, f_fit, y_fit, f_val, y_val, svm: bool) -> Iterato
             if iters and svm_lo <= round(math.log10(lam / eq.top())) <= svm_hi:
                 th = timed()
                 if not hinge:
-                    eq.keep_rows(float(ctx.options.get("row_cache_gb", 3)) * 2**30)
+                    eq.keep_rows(cache)
                 svm_model, objective = eq.sqhinge(float(lam), iters, factor, start=model)
                 hinge.append((*evaluate(svm_model, f_val, y_val), (svm_model, objective)))
                 t_hinge += th()
@@ -142,14 +143,14 @@ def _classifiers(ctx: Context, f_fit, y_fit, f_val, y_val, svm: bool) -> Iterato
         yield Variant(f"ridge{suffix}", model, acc, model.lam, t_all - t_hinge,
                       {"scatter_s": round(t_scatter, 1), "lambdas": f"1e{exponents[0]}..1e"
                        f"{exponents[1]} x top", "val_per_lambda": _curve(ridge)},
-                      refit=_refitter(eq, model.lam, 0))
+                      refit=_refitter(eq, model.lam, 0, cache))
         if hinge:
             acc, _, (model, objective) = select(hinge)
             yield Variant(f"sqhinge-svm{suffix}", model, acc, model.lam, t_hinge,
                           {"svm_iters": iters, "val_per_lambda": _curve(hinge),
                            "objective_first_last": [round(objective[0], 6),
                                                     round(objective[-1], 6)]},
-                          refit=_refitter(eq, model.lam, iters))
+                          refit=_refitter(eq, model.lam, iters, cache))
         del eq
         if svm:
             a, b = tf(f_fit), tf(f_val)
@@ -169,8 +170,9 @@ def _curve(entries) -> str:
     return " ".join(out)
 
 
-def _refitter(eq, lam: float, iters: int):
-    """Refit at the chosen ``lam`` (and SVM iterations) on the fit rows plus new rows."""
+def _refitter(eq, lam: float, iters: int, cache_bytes: float = 0.0):
+    """Refit at the chosen ``lam`` (and SVM iterations) on the fit rows plus new rows
+    (the SVM's passes keep the rows in memory up to ``cache_bytes``, as in the search)."""
 
     def refit(f_more: torch.Tensor, y_more: torch.Tensor):
         eq.add(f_more, y_more)
@@ -178,7 +180,10 @@ def _refitter(eq, lam: float, iters: int):
         if factor is None:
             raise ValueError(f"refit: S / n + {lam:.3g} I is not positive definite")
         model = eq.ridge(lam, factor)
-        return eq.sqhinge(lam, iters, factor, start=model)[0] if iters else model
+        if not iters:
+            return model
+        eq.keep_rows(cache_bytes)
+        return eq.sqhinge(lam, iters, factor, start=model)[0]
 
     return refit
 
@@ -348,15 +353,26 @@ FULL_GRID = [
 
 
 def mnist_ckn(ctx: Context) -> None:
-    grid = _grid(ctx, _chosen_grid(ctx))
-    run_layerwise(ctx, "mnist", grid, "MNIST test accuracy, unsupervised CKN", svm=_svm(ctx))
+    _run(ctx, "mnist", "MNIST test accuracy, unsupervised CKN")
 
 
 def fashion_ckn(ctx: Context) -> None:
+    _run(ctx, "fashion-mnist", "Fashion-MNIST test accuracy, unsupervised CKN")
+
+
+def _run(ctx: Context, dataset: str, group: str) -> None:
+    """The grid (:func:`run_layerwise`), or with ``--option seeds=0,1`` an ensemble of
+    its one configuration with independent anchors (:mod:`kernelzoo.reproduce._ensemble`)."""
     grid = _grid(ctx, _chosen_grid(ctx))
-    run_layerwise(
-        ctx, "fashion-mnist", grid, "Fashion-MNIST test accuracy, unsupervised CKN", svm=_svm(ctx)
-    )
+    if "seeds" not in ctx.options:
+        run_layerwise(ctx, dataset, grid, group, svm=_svm(ctx))
+        return
+    from kernelzoo.reproduce._ensemble import parse_seeds, run_ensemble
+
+    if len(grid) != 1 or _svm(ctx):
+        raise ValueError("seeds: an ensemble takes one configuration (set anchors=...) "
+                         "and no svm=1")
+    run_ensemble(ctx, dataset, grid[0], parse_seeds(ctx.options["seeds"]), group)
 
 
 def _svm(ctx: Context) -> bool:
