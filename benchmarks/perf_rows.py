@@ -298,10 +298,15 @@ def machine_speedup(x: np.ndarray, tile: int, reps: int, folder: str) -> dict:
             "cpu_alone_s": alone[1], "cpu_pair_s": [p[1] for p in pair]}
 
 
-def dask_row(repeats: int, n: int = 2000, tile: int = 250) -> Row:
-    """``gram_to_store`` of the exact CKN on 2000 digits: 2 workers vs 1 (one thread each)."""
+def dask_row(repeats: int, n: int = 2000, tile: int = 250, profiler: bool = True) -> Row:
+    """``gram_to_store`` of the exact CKN on 2000 digits: 2 workers vs 1 (one thread each).
+
+    ``profiler=False`` turns off the workers' statistical profiler
+    (``distributed.worker.profile.enabled``; the nannies hand the config to the workers).
+    """
     import logging
 
+    import dask.config
     import distributed
 
     import kernelzoo as kz
@@ -314,7 +319,8 @@ def dask_row(repeats: int, n: int = 2000, tile: int = 250) -> Row:
     start = load()
     x = digits(n)
     runs: dict[int, list] = {1: [], 2: []}
-    with tempfile.TemporaryDirectory(prefix="kz-perf-dask-") as folder:
+    with tempfile.TemporaryDirectory(prefix="kz-perf-dask-") as folder, \
+            dask.config.set({"distributed.worker.profile.enabled": profiler}):
         clusters = {}
         try:
             for w in (1, 2):
@@ -364,12 +370,13 @@ def dask_row(repeats: int, n: int = 2000, tile: int = 250) -> Row:
                          "tail_idle_s": tail, "run_s": res.seconds})
         details[f"runs_{w}"] = idle
     goal = ">= 1.8"
-    return Row(f"Dask exact CKN Gram, {n} digits, tile {tile}, 2 workers vs 1",
+    prof = "" if profiler else ", worker profiler off"
+    return Row(f"Dask exact CKN Gram, {n} digits, tile {tile}{prof}, 2 workers vs 1",
                "speed-up (wall)", speedup, goal, _goal(speedup, goal), start, end, details)
 
 
 def dask_section(args: argparse.Namespace) -> list[str]:
-    row = dask_row(args.dask_repeats, args.dask_n, args.dask_tile)
+    row = dask_row(args.dask_repeats, args.dask_n, args.dask_tile, args.dask_profiler == "on")
     d = row.details
     m = d["machine"]
     lines = [f"## Dask: exact CKN Gram of {args.dask_n} digits, 2 workers x 1 thread vs 1 worker",
@@ -520,6 +527,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runs per worker count in the Dask row (alternating)")
     parser.add_argument("--dask-n", type=int, default=2000, help="digits in the Dask row")
     parser.add_argument("--dask-tile", type=int, default=250, help="tile of the Dask row")
+    parser.add_argument("--dask-profiler", choices=("on", "off"), default="on",
+                        help="the Dask workers' statistical profiler (dask's default: on)")
 
 
 def main(argv: list[str] | None = None) -> None:
