@@ -372,7 +372,9 @@ def _run(ctx: Context, dataset: str, group: str) -> None:
     if len(grid) != 1 or _svm(ctx):
         raise ValueError("seeds: an ensemble takes one configuration (set anchors=...) "
                          "and no svm=1")
-    run_ensemble(ctx, dataset, grid[0], parse_seeds(ctx.options["seeds"]), group)
+    data = preprocess(load_splits(ctx, dataset), str(ctx.options.get("input", "pixels")))
+    run_ensemble(ctx, data, grid[0], parse_seeds(ctx.options["seeds"]), group, _classifiers,
+                 _flag(ctx, "refit"))
 
 
 def _svm(ctx: Context) -> bool:

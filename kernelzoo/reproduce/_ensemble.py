@@ -14,10 +14,11 @@ the quadratic cost of one larger anchor set in the classifier.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 
 import torch
 
-from kernelzoo.reproduce._common import Context, Record, Splits, batched, load_splits, timed
+from kernelzoo.reproduce._common import Context, Record, Splits, batched, timed
 
 
 @dataclasses.dataclass
@@ -45,17 +46,18 @@ def _accuracy(scores: torch.Tensor, classes: torch.Tensor, y: torch.Tensor) -> f
     return float((classes[scores.argmax(1)] == y).double().mean())
 
 
-def run_ensemble(ctx: Context, dataset: str, cfg, seeds: list[int], group: str,
-                 data: Splits | None = None) -> Record:
-    """Fit one member per seed, choose (a member or the ensemble) on validation, test once."""
-    from kernelzoo.reproduce._ckn import _classifiers, _flag, preprocess
+def run_ensemble(ctx: Context, data: Splits, cfg, seeds: list[int], group: str,
+                 classifiers: Callable[..., Iterator], refit: bool) -> Record:
+    """Fit one member per seed, choose (a member or the ensemble) on validation, test once.
 
-    data = data if data is not None else load_splits(ctx, dataset)
-    data = preprocess(data, str(ctx.options.get("input", "pixels")))
+    ``data``: the splits, preprocessed; ``classifiers(ctx, f_fit, y_fit, f_val, y_val,
+    svm=False)``: the variants of one set of features (``_ckn._classifiers``, passed in so
+    that this module does not import the experiments); ``refit``: refit the chosen
+    members on fit + validation.
+    """
     n_fit = data.x_fit.shape[0]
-    refit = _flag(ctx, "refit")
     n_anchor = int(ctx.options.get("anchor_images", n_fit))
-    ctx.log(f"{dataset}: fit {n_fit}, validation {data.x_val.shape[0]}, test "
+    ctx.log(f"{ctx.name}: fit {n_fit}, validation {data.x_val.shape[0]}, test "
             f"{data.x_test.shape[0]}; ensemble of {len(seeds)} members, seeds {seeds}")
     members: list[_Member] = []
     for seed in seeds:
@@ -69,7 +71,7 @@ def run_ensemble(ctx: Context, dataset: str, cfg, seeds: list[int], group: str,
         f_val = batched(approx.features, data.x_val, f"features (val, seed {seed})", ctx.progress)
         t_feat = t() - t_anchors
         best = None
-        for var in _classifiers(ctx, f_fit, data.y_fit, f_val, data.y_val, svm=False):
+        for var in classifiers(ctx, f_fit, data.y_fit, f_val, data.y_val, svm=False):
             if best is None or var.val_accuracy > best.val_accuracy:
                 best = var
             else:
