@@ -74,7 +74,8 @@ class Experiment:
 
 
 def _experiments() -> dict[str, Experiment]:
-    from kernelzoo.reproduce._ckn import fashion_ckn, fashion_ckn_supervised, mnist_ckn
+    from kernelzoo.reproduce._ckn import fashion_ckn, mnist_ckn
+    from kernelzoo.reproduce._supervised import fashion_ckn_supervised
     from kernelzoo.reproduce._kernels import GROUP_ALL, GROUP_CONV, fashion_kernels
 
     exps = [
@@ -112,7 +113,7 @@ def _experiments() -> dict[str, Experiment]:
         ),
         Experiment(
             "fashion-ckn-supervised",
-            1,
+            2,
             "supervised CKN against the layerwise one at the same anchors (3 seeds quick, 1 full)",
             "fashion-mnist",
             (

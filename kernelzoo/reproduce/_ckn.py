@@ -1,4 +1,4 @@
-"""CKN experiments: ``mnist-ckn``, ``fashion-ckn`` (layerwise), ``fashion-ckn-supervised``."""
+"""CKN experiments: ``mnist-ckn`` and ``fashion-ckn`` (layerwise CKN)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 
 from kernelzoo.reproduce._common import (
@@ -408,119 +407,3 @@ def _chosen_grid(ctx: Context) -> list[dict[str, Any]]:
     if "centering" in opts:
         cfg["centering"] = _flag(ctx, "centering")
     return [cfg]
-
-
-# ---------------------------------------------------------------------- supervised
-
-
-def fashion_ckn_supervised(ctx: Context) -> None:
-    """Supervised vs layerwise CKN at the same anchors, same split, same seed.
-
-    Quick: 3 seeds (mean and spread); full: 1 seed.
-    """
-    data = load_splits(ctx, "fashion-mnist")
-    if ctx.smoke:
-        anchors, epochs, n_patches, iters, seeds = (4, 8), 1, 2000, 2, [0, 1]
-    elif ctx.quick:
-        anchors, epochs, n_patches, iters, seeds = (16, 32), 3, 10000, 10, [0, 1, 2]
-    else:
-        anchors, epochs, n_patches, iters, seeds = (64, 256), 10, 100000, 10, [0]
-    epochs = int(ctx.options.get("epochs", epochs))
-    lr = float(ctx.options.get("lr", 0.01))
-    n_fit = data.x_fit.shape[0]
-    cfg = ckn_config(
-        anchors=anchors, subsampling=(2, 3), centering=True, n_patches=n_patches, kmeans_iters=iters
-    )
-    from kernelzoo.classify import fit_ridge_classifier
-
-    results: dict[str, list[float]] = {"layerwise": [], "supervised": []}
-    for seed in seeds:
-        t = timed()
-        lw = (
-            cfg.kernel()
-            .approximate(
-                "layerwise",
-                budget=list(anchors),
-                seed=seed,
-                n_patches=n_patches,
-                kmeans_iters=iters,
-            )
-            .fit(data.x_fit)
-        )
-        f_fit = batched(lw.features, data.x_fit, "features (fit)", ctx.progress)
-        f_val = batched(lw.features, data.x_val, "features (val)", ctx.progress)
-        clf = fit_ridge_classifier(f_fit, data.y_fit, f_val, data.y_val)
-        f_test = batched(lw.features, data.x_test, "features (test)", ctx.progress)
-        test = clf.score(f_test, data.y_test)
-        results["layerwise"].append(test)
-        ctx.add(
-            Record(
-                ctx.name,
-                cfg.label(),
-                "layerwise+ridge",
-                n_fit,
-                clf.val_accuracy,
-                test,
-                t(),
-                chosen=True,
-                details={
-                    "seed": seed,
-                    "lambda": f"{clf.lam:.3g}",
-                    "group": "unsupervised CKN, same anchors",
-                },
-            )
-        )
-        del f_fit, f_val, f_test
-        t = timed()
-        sup = cfg.kernel().approximate(
-            "supervised",
-            budget=list(anchors),
-            seed=seed,
-            n_patches=n_patches,
-            kmeans_iters=iters,
-            epochs=epochs,
-            lr=lr,
-            lr_final=0.1,
-            momentum=0.9,
-            batch_size=128,
-            min_lambda=1e-4,
-            progress=ctx.progress,
-        )
-        sup.fit_split(data.x_fit, data.y_fit, data.x_val, data.y_val)
-        test = sup.score(data.x_test, data.y_test)
-        results["supervised"].append(test)
-        ctx.add(
-            Record(
-                ctx.name,
-                cfg.label().replace("layerwise", "supervised"),
-                "supervised+ridge",
-                n_fit,
-                sup.val_accuracy_history_[sup.best_epoch_],
-                test,
-                t(),
-                chosen=True,
-                details={
-                    "seed": seed,
-                    "epochs": epochs,
-                    "lr": lr,
-                    "lr_final": 0.1,
-                    "momentum": 0.9,
-                    "batch_size": 128,
-                    "min_lambda": 1e-4,
-                    "kept_refit": sup.best_epoch_,
-                    "val_per_refit": [round(v, 4) for v in sup.val_accuracy_history_],
-                    "group": "Fashion-MNIST test accuracy, supervised CKN",
-                },
-            )
-        )
-    for method, accs in results.items():
-        a = 100 * np.asarray(accs)
-        ctx.notes.append(
-            f"{method}: test {a.mean():.2f}% mean, {a.std():.2f} std over seeds "
-            f"{seeds} ({', '.join(f'{v:.2f}' for v in a)})"
-        )
-    gain = 100 * (np.mean(results["supervised"]) - np.mean(results["layerwise"]))
-    ctx.notes.append(
-        f"supervised - layerwise at anchors {list(anchors)}: {gain:+.2f} points "
-        f"(target: >= +1.00, and supervised >= 94% on the full data)"
-    )
