@@ -1,5 +1,6 @@
-"""``fashion-ckn-supervised``'s options (anchors, seeds, the training options) and the
-supervised CKN's gradient clipping, on a generated stand-in with tiny budgets."""
+"""``fashion-ckn-supervised``'s options (anchors, seeds, the training options), the
+supervised CKN's gradient clipping, and ``fashion-kernels``' conv architecture options,
+on a generated stand-in with tiny budgets."""
 
 from __future__ import annotations
 
@@ -75,3 +76,25 @@ def test_gradient_clipping_bounds_each_step_and_records_the_norms():
     for bad in (0, -1.0, True, "1"):
         with pytest.raises(ValueError, match="max_grad_norm"):
             k.approximate("supervised", budget=4, max_grad_norm=bad)
+
+
+def test_fashion_kernels_conv_architecture_options():
+    from kernelzoo.reproduce._kernels import _conv_architecture, _conv_specs
+
+    def ctx(**options):
+        return Context("fashion-kernels", quick=True, loader=standin_loader(),
+                       options={k: str(v) for k, v in options.items()})
+
+    assert _conv_architecture(ctx()) == "architecture='conv', depth=2, image_shape=[1, 28, 28]"
+    arch = _conv_architecture(ctx(conv_depth=3, conv_pooling="2,2,1"))
+    specs = _conv_specs(11.5, arch)
+    assert len(specs) == 5 and specs[0].startswith("rbf")
+    for spec in specs[1:]:
+        k = kz.kernel(spec)  # a valid kernel spec, with the options in it
+        assert k.depth == 3 and list(k.pooling) == [2, 2, 1]
+    for options, word in (({"conv_depth": "two"}, "conv_depth"),
+                          ({"conv_depth": "0"}, "conv_depth"),
+                          ({"conv_depth": "2", "conv_pooling": "2"}, "conv_pooling"),
+                          ({"conv_pooling": "2,x"}, "conv_pooling")):
+        with pytest.raises(ValueError, match=word):
+            _conv_architecture(ctx(**options))

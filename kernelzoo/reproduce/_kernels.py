@@ -16,7 +16,8 @@ Two groups, each at one n for every model in it:
 
 Each family's own hyperparameters are fixed and stated in its spec (ReLU,
 depth 2 for the fc and conv networks, the rbf lengthscale at the median
-pairwise distance of the fit images); lambda is chosen on validation.
+pairwise distance of the fit images); lambda is chosen on validation. The conv
+nets' depth and pooling are options (``conv_depth``, ``conv_pooling``).
 """
 
 from __future__ import annotations
@@ -55,8 +56,31 @@ def _fc_specs(lengthscale: float) -> list[str]:
     ]
 
 
-def _conv_specs(lengthscale: float) -> list[str]:
-    conv = "architecture='conv', depth=2, image_shape=[1, 28, 28]"
+def _conv_architecture(ctx: Context) -> str:
+    """The conv nets' spec: ``depth`` (``--option conv_depth=2``) and, optionally, an
+    average-pooling stride per hidden layer (``--option conv_pooling=2,2,1``)."""
+    raw = ctx.options.get("conv_depth", 2)
+    try:
+        depth = int(raw)
+    except ValueError:
+        raise ValueError(f"conv_depth must be an integer, got {raw!r}") from None
+    if depth < 1:
+        raise ValueError(f"conv_depth must be >= 1, got {depth}")
+    arch = f"architecture='conv', depth={depth}, image_shape=[1, 28, 28]"
+    if "conv_pooling" in ctx.options:
+        try:
+            strides = [int(v) for v in str(ctx.options["conv_pooling"]).split(",")]
+        except ValueError:
+            raise ValueError(f"conv_pooling must be comma-separated integers, got "
+                             f"{ctx.options['conv_pooling']!r}") from None
+        if len(strides) != depth:
+            raise ValueError(f"conv_pooling needs one stride per hidden layer (conv_depth="
+                             f"{depth}), got {len(strides)}")
+        arch += f", pooling={strides}"
+    return arch
+
+
+def _conv_specs(lengthscale: float, conv: str) -> list[str]:
     return [
         f"rbf(lengthscale={lengthscale:.4g})",
         f"nngp({conv}, readout='gap')",
@@ -160,7 +184,7 @@ def fashion_kernels(ctx: Context) -> None:
         f"(seed {SEED}) for rbf, arccos and the fc NNGP/NTK; layerwise CKN anchors "
         f"{list(ckn_cfg.anchors)}; every model fitted on the same {n_fit} images."
     )
-    for spec in _conv_specs(lengthscale):
+    for spec in _conv_specs(lengthscale, _conv_architecture(ctx)):
         t = timed()
         k = kernel(spec)
         images = "rbf" not in spec
