@@ -7,9 +7,11 @@
 
 from kernelzoo._validation import get_memory_budget, set_memory_budget
 from kernelzoo._version import __version__
+from kernelzoo.ops.precision import get_allow_tf32, set_allow_tf32
 from kernelzoo.registry import available, kernel
 
-__all__ = ["kernel", "available", "load", "set_memory_budget", "get_memory_budget", "__version__"]
+__all__ = ["kernel", "available", "load", "set_memory_budget", "get_memory_budget",
+           "set_allow_tf32", "get_allow_tf32", "__version__"]
 
 
 def load(path):

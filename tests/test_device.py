@@ -145,6 +145,31 @@ def test_cuda_gram_waits_do_not_grow_with_tiles(case: Case):
 
 
 @cuda
+@pytest.mark.parametrize("spec", ["ckn(subsampling=[2, 2])",
+                                  "ntk(architecture='conv', depth=2, readout='gap')",
+                                  "rbf(lengthscale=3.0)"])
+def test_cuda_float32_is_full_precision_under_tf32_flags(spec):
+    """The caller allows TF32 (cuDNN's default): kernelzoo still computes in full
+    float32 on CUDA (kernelzoo.ops.precision) and restores the caller's flags."""
+    import kernelzoo as kz
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(12, 1, 10, 10, generator=g)
+    if spec.startswith("rbf"):
+        x = x.flatten(1)
+    k = kz.kernel(spec)
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        gpu = k.gram(x.cuda())
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (
+            True, True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    assert _rel(gpu, k.gram(x.double())) < 1e-5
+
+
+@cuda
 @pytest.mark.parametrize("case", [c for c in APPROXIMATIONS if c.method != "supervised"],
                          ids=lambda c: c.name)
 def test_cuda_seed_gives_the_cpu_approximation(case: Case):

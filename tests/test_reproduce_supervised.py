@@ -98,3 +98,27 @@ def test_fashion_kernels_conv_architecture_options():
                           ({"conv_pooling": "2,x"}, "conv_pooling")):
         with pytest.raises(ValueError, match=word):
             _conv_architecture(ctx(**options))
+
+
+def test_fashion_kernels_device_and_groups_options():
+    from kernelzoo.reproduce._kernels import _conv_device
+
+    def ctx(**options):
+        return Context("fashion-kernels", quick=True, loader=standin_loader(), options=options)
+
+    assert _conv_device(ctx()) == torch.device("cpu")
+    assert _conv_device(ctx(device="cpu")) == torch.device("cpu")
+    for bad in ("gpu", "mps"):
+        with pytest.raises(ValueError, match="device"):
+            _conv_device(ctx(device=bad))
+    from kernelzoo.reproduce._kernels import _groups
+
+    assert _groups(ctx()) == {"all", "conv"} and _groups(ctx(groups="conv")) == {"conv"}
+    for bad in ("", "fc", "conv,gpu"):
+        with pytest.raises(ValueError, match="groups"):
+            _groups(ctx(groups=bad))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            _conv_device(ctx(device="cuda"))
+    else:
+        assert _conv_device(ctx(device="cuda")).type == "cuda"

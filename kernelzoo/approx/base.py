@@ -37,6 +37,7 @@ from kernelzoo.approx.saved import (
     load,
     payload_checksum,
 )
+from kernelzoo.ops.precision import full_precision
 from kernelzoo.ops.tiling import tiled_gram
 
 __all__ = [
@@ -230,7 +231,8 @@ class Approximation:
             raise ValueError(f"y has {yt.shape[0]} labels but X has {x.shape[0]} samples")
         self._cache = {}
         self.input_shape_ = tuple(x.shape[1:])
-        self._fit(x, yt)
+        with full_precision(x.device):
+            self._fit(x, yt)
         self.fitted_ = True
         return self
 
@@ -307,7 +309,9 @@ class Approximation:
         if not self.has_features:
             raise NotImplementedError(f"{self.method} has no explicit features; use gram()")
         x = self.prepare(X)
-        return check_finite_result(self._features(x), f"{self.method} features", {"X": x})
+        with full_precision(x.device):
+            out = self._features(x)
+        return check_finite_result(out, f"{self.method} features", {"X": x})
 
     def gram(
         self, X: Any, Y: Any = None, memory_budget: int | float | str | None = None
@@ -343,7 +347,9 @@ class Approximation:
             y = self.prepare(Y, "Y")
             check_pair(x, y)
         desc = f"{self.method} gram"
-        return check_finite_result(self._gram(x, y, budget, desc), desc, {"X": x, "Y": y})
+        with full_precision(x.device):
+            out = self._gram(x, y, budget, desc)
+        return check_finite_result(out, desc, {"X": x, "Y": y})
 
     def _gram(self, x: torch.Tensor, y: torch.Tensor | None, budget: int, desc: str):
         rows = x.shape[0] + (0 if y is None else y.shape[0])
@@ -374,7 +380,9 @@ class Approximation:
             On X's device, in X's float dtype.
         """
         x = self.prepare(X)
-        return check_finite_result(self._diag(x), f"{self.method} diag", {"X": x})
+        with full_precision(x.device):
+            out = self._diag(x)
+        return check_finite_result(out, f"{self.method} diag", {"X": x})
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
         """The approximate ``k(x_i, x_i)`` of prepared inputs (override). Shape: ``(n,)``."""

@@ -35,6 +35,7 @@ from kernelzoo.kernels.params import (
     check_int,
     check_positive,
 )
+from kernelzoo.ops.precision import full_precision
 from kernelzoo.ops.tiling import tiled_gram
 
 __all__ = ["Param", "Kernel", "check_choice", "check_positive", "check_int", "TRAIN_KINDS"]
@@ -360,8 +361,9 @@ class Kernel:
         """
         budget = parse_memory_budget(memory_budget)
         x, y = self.prepare_pair(X, Y)
-        return check_finite_result(self._evaluate(x, y, budget), f"{self.family} gram",
-                                   {"X": x, "Y": y})
+        with full_precision(x.device):  # no TF32 on CUDA (kernelzoo.ops.precision)
+            out = self._evaluate(x, y, budget)
+        return check_finite_result(out, f"{self.family} gram", {"X": x, "Y": y})
 
     def diag(self, X: Any) -> torch.Tensor:
         """``k(X[i], X[i])`` for every row (finite, or an ``OverflowError``).
@@ -379,7 +381,9 @@ class Kernel:
             On X's device, in X's float dtype.
         """
         x = self.prepare(X, "X")
-        return check_finite_result(self._diag(x), f"{self.family} diag", {"X": x})
+        with full_precision(x.device):
+            out = self._diag(x)
+        return check_finite_result(out, f"{self.family} diag", {"X": x})
 
     __call__ = gram
 

@@ -17,7 +17,10 @@ Two groups, each at one n for every model in it:
 Each family's own hyperparameters are fixed and stated in its spec (ReLU,
 depth 2 for the fc and conv networks, the rbf lengthscale at the median
 pairwise distance of the fit images); lambda is chosen on validation. The conv
-nets' depth and pooling are options (``conv_depth``, ``conv_pooling``).
+nets' depth and pooling are options (``conv_depth``, ``conv_pooling``), and
+``--option device=cuda`` computes the conv group's exact Grams on a GPU (the
+inputs move there, the Grams come back as float64 for the classifier; the
+science is the same, the n it allows is larger).
 """
 
 from __future__ import annotations
@@ -80,6 +83,29 @@ def _conv_architecture(ctx: Context) -> str:
     return arch
 
 
+def _conv_device(ctx: Context) -> torch.device:
+    """Where the conv group's exact Grams are computed (``--option device=cpu|cuda``)."""
+    raw = str(ctx.options.get("device", "cpu"))
+    try:
+        device = torch.device(raw)
+    except RuntimeError:
+        raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {raw!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={raw!r}: torch sees no CUDA device here")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {raw!r}")
+    return device
+
+
+def _groups(ctx: Context) -> set[str]:
+    """The groups to run (``--option groups=all,conv``; ``all``: every fit image)."""
+    raw = str(ctx.options.get("groups", "all,conv"))
+    names = {g.strip() for g in raw.split(",") if g.strip()}
+    if not names or not names <= {"all", "conv"}:
+        raise ValueError(f"groups must be 'all', 'conv' or 'all,conv', got {raw!r}")
+    return names
+
+
 def _conv_specs(lengthscale: float, conv: str) -> list[str]:
     return [
         f"rbf(lengthscale={lengthscale:.4g})",
@@ -112,12 +138,11 @@ def _layerwise(ckn_cfg: Any, x_fit: torch.Tensor) -> Any:
 
 
 def fashion_kernels(ctx: Context) -> None:
-    from kernelzoo.registry import kernel
-    from kernelzoo.classify import fit_kernel_ridge_classifier, fit_ridge_classifier
     from kernelzoo.reproduce._ckn import ckn_config
 
+    groups = _groups(ctx)
+    device = _conv_device(ctx)
     data = load_splits(ctx, "fashion-mnist")
-    n_fit = data.x_fit.shape[0]
     budget = _int_option(ctx, "nystrom_budget", 1000, 4000, 20)
     lengthscale = _median_lengthscale(data.x_fit)
     flat = {
@@ -132,7 +157,20 @@ def fashion_kernels(ctx: Context) -> None:
         )
     )
 
-    # ---- group 1: every image of the fit split, Nystrom features (CKN: layerwise)
+    if "all" in groups:
+        _group_all(ctx, data, flat, budget, lengthscale, ckn_cfg)
+    if "conv" in groups:
+        _group_conv(ctx, data, lengthscale, ckn_cfg, device)
+    _compare(ctx)
+
+
+def _group_all(ctx: Context, data: Any, flat: dict, budget: int, lengthscale: float,
+               ckn_cfg: Any) -> None:
+    """Every image of the fit split: Nystrom features (CKN: layerwise), ridge."""
+    from kernelzoo.registry import kernel
+    from kernelzoo.classify import fit_ridge_classifier
+
+    n_fit = data.x_fit.shape[0]
     where_all = {"group": GROUP_ALL, "n_test": int(data.x_test.shape[0])}
     ctx.log(
         f"{GROUP_ALL}: n = {n_fit} fit, {data.x_val.shape[0]} validation, "
@@ -159,8 +197,19 @@ def fashion_kernels(ctx: Context) -> None:
     _add(ctx, ckn_cfg.label(), "layerwise+ridge", n_fit, clf,
          clf.score(feats[2], data.y_test), t(), where_all)
     del feats
+    ctx.notes.append(
+        f"group '{GROUP_ALL}': Nystrom features with {min(budget, n_fit)} uniform landmarks "
+        f"(seed {SEED}) for rbf, arccos and the fc NNGP/NTK; layerwise CKN anchors "
+        f"{list(ckn_cfg.anchors)}; every model fitted on the same {n_fit} images."
+    )
 
-    # ---- group 2: conv n, exact Grams on stratified subsets
+
+def _group_conv(ctx: Context, data: Any, lengthscale: float, ckn_cfg: Any,
+                device: torch.device) -> None:
+    """conv n: exact Grams on stratified subsets, kernel ridge (CKN: layerwise, ridge)."""
+    from kernelzoo.registry import kernel
+    from kernelzoo.classify import fit_kernel_ridge_classifier, fit_ridge_classifier
+
     conv_n = _int_option(ctx, "conv_n", 30, 200, 8)
     conv_val = _int_option(ctx, "conv_val", 10, 50, 4)
     conv_test = _int_option(ctx, "conv_test", 50, 200, 8)
@@ -179,11 +228,11 @@ def fashion_kernels(ctx: Context) -> None:
         f"subsets of the fit and validation splits) and a stratified subset of {len(i_test)} "
         f"test images (seed {SEED}); every model of the group sees exactly these images."
     )
-    ctx.notes.append(
-        f"group '{GROUP_ALL}': Nystrom features with {min(budget, n_fit)} uniform landmarks "
-        f"(seed {SEED}) for rbf, arccos and the fc NNGP/NTK; layerwise CKN anchors "
-        f"{list(ckn_cfg.anchors)}; every model fitted on the same {n_fit} images."
-    )
+    if device.type == "cuda":
+        ctx.notes.append(
+            f"group '{GROUP_CONV}': exact Grams computed on {torch.cuda.get_device_name(device)} "
+            f"(--option device={ctx.options['device']}); every other step on the CPU."
+        )
     for spec in _conv_specs(lengthscale, _conv_architecture(ctx)):
         t = timed()
         k = kernel(spec)
@@ -194,9 +243,10 @@ def fashion_kernels(ctx: Context) -> None:
             else tuple(v.reshape(v.shape[0], -1) for v in (x_fit, x_val, x_test))
         )
         with torch.no_grad():
-            k_fit = k.gram(a).double()
-            k_val = k.gram(b, a).double()
-            k_test = k.gram(c, a).double()
+            a, b, c = (v.to(device) for v in (a, b, c))
+            k_fit = k.gram(a).double().cpu()
+            k_val = k.gram(b, a).double().cpu()
+            k_test = k.gram(c, a).double().cpu()
         clf = fit_kernel_ridge_classifier(k_fit, y_fit, k_val, y_val)
         _add(ctx, spec, "exact+kernel ridge", len(i_fit), clf,
              clf.score(k_test, y_test), t(), where_conv)
@@ -207,7 +257,6 @@ def fashion_kernels(ctx: Context) -> None:
     clf = fit_ridge_classifier(feats[0], y_fit, feats[1], y_val)
     _add(ctx, ckn_cfg.label(), "layerwise+ridge", len(i_fit), clf,
          clf.score(feats[2], y_test), t(), where_conv)
-    _compare(ctx)
 
 
 def _compare(ctx: Context) -> None:
