@@ -33,9 +33,9 @@ SYNC_OPS = frozenset({
 
 
 class HostSyncCounter(TorchDispatchMode):
-    """Counts, by name, the operations of :data:`SYNC_OPS` (and boolean-mask indexing)
-    run inside the ``with`` block, on any device: on a CPU machine it shows where the
-    GPU path would wait for the device."""
+    """Counts, by name, the operations of :data:`SYNC_OPS` (and boolean-mask indexing,
+    and copies from the host to another device) run inside the ``with`` block, on any
+    device: on a CPU machine it shows where the GPU path would wait for the device."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,12 +47,24 @@ class HostSyncCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         hit = func in SYNC_OPS
+        if func in (_aten._to_copy.default, _aten.copy_.default):
+            hit = _host_to_device(func, args, kwargs or {})
         if func is _aten.index.Tensor:
             hit = any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
                       for i in args[1] if i is not None)
         if hit:
             self.ops[str(func)] = self.ops.get(str(func), 0) + 1
         return func(*args, **(kwargs or {}))
+
+
+def _host_to_device(func, args, kwargs) -> bool:
+    """A copy from a CPU tensor to another device: on a GPU, a blocking copy (the host
+    waits for the device's queue). Seen on a CPU machine with ``device="meta"``."""
+    if func is _aten._to_copy.default:
+        src, dst = args[0], kwargs.get("device")
+        return src.device.type == "cpu" and dst is not None and torch.device(dst).type != "cpu"
+    dst, src = args[0], args[1]
+    return src.device.type == "cpu" and dst.device.type != "cpu"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,6 +49,29 @@ def test_host_waits_do_not_grow_with_tiles(case: Case, device_path):
     torch.testing.assert_close(grams[TINY], grams["1GB"], rtol=1e-10, atol=1e-12)
 
 
+def test_per_block_constants_are_built_on_the_device_once():
+    """Pair blocks, hyperparameter vectors and pooling matrices reach a non-CPU device
+    without a host-to-device copy per block or call (on a GPU, a wait each; seen on the
+    H200 as syncs that grew with the tiles). ``meta`` stands in for the GPU."""
+    from kernelzoo.kernels.functional.ckn_ops import pooling_matrix_on
+    from kernelzoo.kernels.functional.indices import device_constant, pair_chunks
+
+    meta = torch.device("meta")
+    device_constant((0.5, 2.0), torch.float32, meta)  # first builds: one copy each
+    pooling_matrix_on(7, 2, torch.float32, meta)
+    with HostSyncCounter() as counter:
+        blocks = list(pair_chunks(5, 7, False, 4, meta)) + list(pair_chunks(6, 6, True, 5, meta))
+        for _ in range(3):
+            device_constant((0.5, 2.0), torch.float32, meta)
+            pooling_matrix_on(7, 2, torch.float32, meta)
+    assert counter.ops == {}, counter.ops
+    assert all(r.device == meta and c.device == meta for r, c in blocks)
+    assert sum(r.numel() for r, _ in blocks) == 5 * 7 + 6 * 7 // 2
+    with HostSyncCounter() as counter:  # the counter sees such copies
+        torch.ones(3).to(meta)
+    assert counter.count == 1
+
+
 def test_device_path_refines_like_the_host_path(device_path):
     """Identical and near-identical rows far from the origin: the slots of the device
     path give the host path's values (identical inputs: k(x, x))."""

@@ -31,7 +31,7 @@ from torch import nn
 
 from kernelzoo.approx.base import Approximation, check_budget, generator
 from kernelzoo.approx.kmeans import spherical_kmeans
-from kernelzoo.kernels.functional.ckn_ops import kappa_fn, pooling_matrix
+from kernelzoo.kernels.functional.ckn_ops import kappa_fn, pooling_matrix_on
 from kernelzoo.kernels.functional.dot import safe_div, safe_sqrt
 from kernelzoo.ops.linalg import check_eigen_options, default_rel_clip, inv_sqrt_psd
 
@@ -199,8 +199,8 @@ class CKNLayer(nn.Module):
         mapped = self._unnormalised_map(x)
         if self.subsampling > 1:
             h, w = mapped.shape[2:]
-            g_rows = pooling_matrix(h, self.subsampling, x.dtype, x.device)
-            g_cols = pooling_matrix(w, self.subsampling, x.dtype, x.device)
+            g_rows = pooling_matrix_on(h, self.subsampling, x.dtype, x.device)
+            g_cols = pooling_matrix_on(w, self.subsampling, x.dtype, x.device)
             mapped = g_rows @ mapped @ g_cols.T
         return self._normalise_map(mapped)
 

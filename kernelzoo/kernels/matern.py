@@ -28,6 +28,7 @@ import torch
 from kernelzoo._validation import as_vectors
 from kernelzoo.kernels.base import Kernel, Param, check_choice, check_positive
 from kernelzoo.kernels.functional.distance import neg_half_sq_distances, scaled_neg_half_sq
+from kernelzoo.kernels.functional.indices import refine_bytes
 from kernelzoo.kernels.functional.dot import safe_sqrt
 from kernelzoo.kernels.functional.extremes import common_exponent
 from kernelzoo.ops.tiling import tiled_gram
@@ -110,8 +111,9 @@ class Matern(Kernel):
         return matern_of_distance(r, self.nu)
 
     def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
-        item = x.element_size()
-        return item * (4 * n_rows * n_cols + (n_rows + n_cols) * (x.shape[1] + 4))
+        item, d = x.element_size(), x.shape[1]
+        return (item * (4 * n_rows * n_cols + (n_rows + n_cols) * (d + 4))
+                + refine_bytes(n_rows, n_cols, d, item))
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)

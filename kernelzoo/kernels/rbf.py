@@ -9,6 +9,7 @@ import torch
 from kernelzoo._validation import as_vectors
 from kernelzoo.kernels.base import Kernel, Param, check_positive
 from kernelzoo.kernels.functional.distance import neg_half_sq_distances, scaled_neg_half_sq
+from kernelzoo.kernels.functional.indices import refine_bytes
 from kernelzoo.kernels.functional.extremes import common_exponent
 from kernelzoo.ops.tiling import tiled_gram
 
@@ -69,9 +70,10 @@ class RBF(Kernel):
 
     def _block_bytes(self, n_rows: int, n_cols: int, x: torch.Tensor) -> int:
         """The tile and its transpose (symmetric Grams), the near-duplicate mask (one
-        byte an entry), scaled and augmented rows."""
-        item = x.element_size()
-        return (2 * item + 1) * n_rows * n_cols + 2 * item * (n_rows + n_cols) * (x.shape[1] + 2)
+        byte an entry), scaled and augmented rows, the near-duplicate refinement."""
+        item, d = x.element_size(), x.shape[1]
+        return ((2 * item + 1) * n_rows * n_cols + 2 * item * (n_rows + n_cols) * (d + 2)
+                + refine_bytes(n_rows, n_cols, d, item))
 
     def _diag(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ones(x.shape[0], dtype=x.dtype, device=x.device)

@@ -24,6 +24,8 @@ Kappa functions (all with ``kappa(1) = 1``): ``exp`` = ``exp((u - 1) / sigma^2)`
 
 from __future__ import annotations
 
+import functools
+
 import math
 
 import torch
@@ -44,6 +46,7 @@ __all__ = [
     "pooled_size",
     "pooling_filter",
     "pooling_matrix",
+    "pooling_matrix_on",
     "trace_pooled",
     "trace_weights",
 ]
@@ -115,6 +118,19 @@ def pooling_matrix(
             if 0 <= a < size:
                 g[i, a] = filt[t + s]
     return g.to(dtype=dtype, device=device)
+
+
+@functools.lru_cache(maxsize=64)
+def pooling_matrix_on(
+    size: int, subsampling: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """:func:`pooling_matrix` built once per (size, stride, dtype, device) and shared.
+
+    A layer that pools on every call would otherwise copy the matrix from the
+    host each time (on a GPU, a blocking copy: one wait per tile). Never write
+    into the result.
+    """
+    return pooling_matrix(size, subsampling, dtype, device)
 
 
 def patch_matrix(x: torch.Tensor, filter_size: int) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from kernelzoo.kernels.functional import compile as compile_mod
 from kernelzoo.kernels.functional.activations import erf_terms, needs_grad
 from kernelzoo.kernels.functional.architecture import Net, conv_shapes
-from kernelzoo.kernels.functional.indices import pair_chunks
+from kernelzoo.kernels.functional.indices import device_constant, pair_chunks
 
 __all__ = [
     "FUSED_ACTIVATIONS",
@@ -415,8 +415,9 @@ def fused_gram(
     wx = [v.permute(1, 2, 0) for v in vx]
     wy = wx if y is None else [v.permute(1, 2, 0) for v in vy_]
     cs = net.weight_var / net.filter_size**2
-    scalars = torch.tensor(
-        [cs / x.shape[1], cs, net.bias_var, net.weight_var], dtype=x.dtype, device=x.device
+    scalars = device_constant(  # built once: no host-to-device copy per call
+        (float(cs / x.shape[1]), float(cs), float(net.bias_var), float(net.weight_var)),
+        x.dtype, x.device,
     )
     chunk = block_pairs(x.shape[2] * x.shape[3], x.element_size(), net, budget)
     if pairs is not None:

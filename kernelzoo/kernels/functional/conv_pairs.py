@@ -27,7 +27,7 @@ from kernelzoo.kernels.functional.conv import (
 )
 from kernelzoo.kernels.functional.conv_fused import FUSED_ACTIVATIONS, fused_activate
 from kernelzoo.kernels.functional.fc import dense_readout
-from kernelzoo.kernels.functional.indices import pair_chunks
+from kernelzoo.kernels.functional.indices import device_constant, pair_chunks
 
 __all__ = [
     "conv_diag_full",
@@ -102,8 +102,8 @@ def hyper(net: Net, like: torch.Tensor) -> torch.Tensor:
     :func:`~kernelzoo.kernels.functional.conv_fused.structure`) serves every
     grid value of ``weight_std`` and ``bias_std``.
     """
-    values = [net.conv_scale, net.bias_var, net.weight_var]
-    return torch.tensor(values, dtype=like.dtype, device=like.device)
+    values = (float(net.conv_scale), float(net.bias_var), float(net.weight_var))
+    return device_constant(values, like.dtype, like.device)  # no copy per block
 
 
 def _layer_first(k0p, s, net: Net):

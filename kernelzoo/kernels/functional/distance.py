@@ -16,7 +16,7 @@ import math
 import torch
 
 from kernelzoo.kernels.functional.extremes import common_exponent, times_power_of_two
-from kernelzoo.kernels.functional.indices import masked_indices, write_masked
+from kernelzoo.kernels.functional.indices import masked_indices, refine_chunk, write_masked
 
 __all__ = [
     "identical_rows",
@@ -43,10 +43,12 @@ def refine_near_duplicates(
     rows, cols, found = masked_indices(v >= -bound, 4 * (v.shape[0] + v.shape[1]))
     if rows.numel() == 0:
         return
-    chunk = max(1, (1 << 24) // max(1, x.shape[1]))
+    chunk = refine_chunk(x.shape[1])
     for start in range(0, rows.numel(), chunk):
         r, c = rows[start : start + chunk], cols[start : start + chunk]
-        write_masked(v, r, c, -0.5 * (x[r] - y[c]).square().sum(1), found)
+        diff = x.index_select(0, r).sub_(y.index_select(0, c))  # two (chunk, d) buffers
+        write_masked(v, r, c, diff.square_().sum(1).mul_(-0.5), found)
+
 
 
 def neg_half_sq_distances(

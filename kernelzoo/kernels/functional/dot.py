@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from kernelzoo.kernels.functional.indices import masked_indices, write_masked
+from kernelzoo.kernels.functional.indices import masked_indices, refine_chunk, write_masked
 
 __all__ = [
     "arccos_fn",
@@ -228,7 +228,7 @@ def refine_at(
     rows, cols, found = masked_indices(near, 4 * (near.shape[0] + near.shape[1]))
     if rows.numel() == 0:
         return
-    chunk = max(1, (1 << 24) // max(1, x.shape[1]))
+    chunk = refine_chunk(x.shape[1])  # a few (chunk, d) buffers at once
     for start in range(0, rows.numel(), chunk):
         r, q = rows[start : start + chunk], cols[start : start + chunk]
         a, b = x[r], y[q]

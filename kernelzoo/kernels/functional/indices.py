@@ -7,13 +7,22 @@ Gram that is once per tile. :func:`masked_indices` gives the host path on the
 CPU (where nothing waits) and, on accelerators, a fixed number of candidate
 slots (``torch.nonzero_static``), so that the refinement that follows is
 queued like any other operation.
+
+A tensor built on the host and copied to a GPU (``torch.tensor(values,
+device="cuda")``, ``cpu_tensor.to("cuda")``) is a blocking copy: the host
+waits for the device's queue too. Per-call constants therefore come from
+:func:`device_constant` (built once per values, dtype and device), and the
+pair blocks are built on the device itself.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-__all__ = ["DEVICE_PATH_ON_CPU", "masked_indices", "pair_chunks", "write_masked"]
+__all__ = ["DEVICE_PATH_ON_CPU", "REFINE_ELEMENTS", "device_constant", "masked_indices",
+           "pair_chunks", "refine_bytes", "refine_chunk", "write_masked"]
 
 #: take the accelerator path on CPU tensors as well (tests use it to check, on a CPU
 #: machine, that the GPU path makes no host round trip)
@@ -66,10 +75,11 @@ def pair_chunks(n: int, m: int, symmetric: bool, chunk: int, device: torch.devic
     pending: list[tuple[int, int, int]] = []
     count = 0
 
-    def build():
-        rows = torch.cat([torch.full((j1 - j0,), i, dtype=torch.long) for i, j0, j1 in pending])
-        cols = torch.cat([torch.arange(j0, j1) for _, j0, j1 in pending])
-        return rows.to(device), cols.to(device)
+    def build():  # on the device: no host-to-device copy (a wait on GPUs) per block
+        rows = torch.cat([torch.full((j1 - j0,), i, dtype=torch.long, device=device)
+                          for i, j0, j1 in pending])
+        cols = torch.cat([torch.arange(j0, j1, device=device) for _, j0, j1 in pending])
+        return rows, cols
 
     for i in range(n):
         j = i if symmetric else 0
@@ -83,3 +93,36 @@ def pair_chunks(n: int, m: int, symmetric: bool, chunk: int, device: torch.devic
                 pending, count = [], 0
     if pending:
         yield build()
+
+
+@functools.lru_cache(maxsize=256)
+def device_constant(values: tuple[float, ...], dtype: torch.dtype,
+                    device: torch.device) -> torch.Tensor:
+    """``torch.tensor(values)`` on ``device``, built once per (values, dtype, device).
+
+    On a GPU each build is a blocking host-to-device copy; inside a tiled Gram
+    it would be one per tile. The tensor is shared: never write into it.
+
+    Shape: ``(len(values),)``.
+    """
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+
+#: elements of one gathered ``(slots, d)`` buffer of the near-duplicate refinements
+#: (``distance.refine_near_duplicates``, ``dot.refine_at``)
+REFINE_ELEMENTS = 1 << 20
+
+
+def refine_chunk(d: int) -> int:
+    """Candidate entries a refinement redoes at once, for inputs of ``d`` features."""
+    return max(1, REFINE_ELEMENTS // max(1, d))
+
+
+def refine_bytes(n_rows: int, n_cols: int, d: int, item: int) -> int:
+    """Working memory of a near-duplicate refinement on an ``(n_rows, n_cols)`` tile of
+    inputs of ``d`` features: the candidate slots (GPU: ``4 (n + m)``; their indices) and
+    the gathered ``(chunk, d)`` buffers (two for distances; the angles' refinement holds
+    a few more, within the tile's own temporaries); what a ``_block_bytes`` adds."""
+    slots = 4 * (n_rows + n_cols)
+    return 3 * 8 * slots + 2 * item * min(slots, refine_chunk(d)) * d
