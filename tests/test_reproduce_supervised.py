@@ -85,7 +85,10 @@ def test_fashion_kernels_conv_architecture_options():
         return Context("fashion-kernels", quick=True, loader=standin_loader(),
                        options={k: str(v) for k, v in options.items()})
 
-    assert _conv_architecture(ctx()) == "architecture='conv', depth=2, image_shape=[1, 28, 28]"
+    assert _conv_architecture(ctx()) == (  # the default: the screened architecture
+        "architecture='conv', depth=3, image_shape=[1, 28, 28], pooling=[2, 2, 1]")
+    assert _conv_architecture(ctx(conv_depth=2)) == (
+        "architecture='conv', depth=2, image_shape=[1, 28, 28]")
     arch = _conv_architecture(ctx(conv_depth=3, conv_pooling="2,2,1"))
     specs = _conv_specs(11.5, arch)
     assert len(specs) == 5 and specs[0].startswith("rbf")

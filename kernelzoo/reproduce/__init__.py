@@ -131,7 +131,7 @@ def _experiments() -> dict[str, Experiment]:
         ),
         Experiment(
             "fashion-kernels",
-            1,
+            2,
             "every family (rbf, arccos, fc and conv NNGP/NTK, CKN) at stated, equal n",
             "fashion-mnist",
             (

@@ -9,22 +9,26 @@ Two groups, each at one n for every model in it:
 - **conv n** (``conv_n`` fit and ``conv_val`` validation images, a stratified
   subset; test on a stratified ``conv_test`` subset of the test split): exact
   kernel ridge with conv NNGP and NTK (GAP and flatten readouts), rbf and the
-  CKN on the very same images. A depth-2 conv GAP entry on 28x28 costs 4.75 ms
-  (NNGP) and 7.2 ms (NTK) in float32 on a quiet 2-core CPU, several times more
-  under load, so ``conv_n`` is a parameter (``--option conv_n=N``; n = 200 with
-  600 test images took 30 minutes).
+  CKN on the very same images. A depth-3 pooled conv entry on 28x28 costs
+  5.6 ms (NNGP) and 8.2 ms (NTK) in float32 on a quiet 2-core CPU, 41 and 48
+  us on an H200, so ``conv_n`` is a parameter (``--option conv_n=N``; n = 200
+  with 200 validation and 600 test images, the full run's defaults, took 72
+  minutes with ``--quick`` on that CPU).
 
 Each family's own hyperparameters are fixed and stated in its spec (ReLU,
-depth 2 for the fc and conv networks, the rbf lengthscale at the median
-pairwise distance of the fit images); lambda is chosen on validation. The conv
-nets' depth and pooling are options (``conv_depth``, ``conv_pooling``), and
-``--option device=cuda`` computes the conv group's exact Grams on a GPU (the
-inputs move there, the Grams come back as float64 for the classifier; the
-science is the same, the n it allows is larger).
+depth 2 for the fc networks, the rbf lengthscale at the median pairwise
+distance of the fit images); lambda is chosen on validation. The conv nets
+are depth 3 with average pooling [2, 2, 1] by default (chosen on a
+validation-only screen: depth-2 nets see 5x5 patches and scored below rbf);
+``conv_depth`` and ``conv_pooling`` set them. ``--option device=cuda``
+computes the conv group's exact Grams on a GPU (the inputs move there, the
+Grams come back as float64 for the classifier; the science is the same, the
+n it allows is larger).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -41,6 +45,8 @@ from kernelzoo.reproduce._common import (
 
 GROUP_ALL = "all fit images"
 GROUP_CONV = "conv n"
+#: the conv nets' default pooling strides (with the default depth, 3)
+DEFAULT_POOLING = "2,2,1"
 
 
 def _median_lengthscale(x: torch.Tensor, n: int = 1000) -> float:
@@ -60,9 +66,15 @@ def _fc_specs(lengthscale: float) -> list[str]:
 
 
 def _conv_architecture(ctx: Context) -> str:
-    """The conv nets' spec: ``depth`` (``--option conv_depth=2``) and, optionally, an
-    average-pooling stride per hidden layer (``--option conv_pooling=2,2,1``)."""
-    raw = ctx.options.get("conv_depth", 2)
+    """The conv nets' spec: ``depth`` (``--option conv_depth=3``) and an average-pooling
+    stride per hidden layer (``--option conv_pooling=2,2,1``). Default: depth 3 with
+    pooling [2, 2, 1], the architecture a validation-only screen chose (fifth session;
+    depth-2 nets see 5x5 patches and scored below rbf); ``conv_depth`` alone means no
+    pooling."""
+    if "conv_depth" not in ctx.options and "conv_pooling" not in ctx.options:
+        ctx = dataclasses.replace(ctx, options={**ctx.options, "conv_depth": "3",
+                                                "conv_pooling": DEFAULT_POOLING})
+    raw = ctx.options.get("conv_depth", 3)
     try:
         depth = int(raw)
     except ValueError:
@@ -211,8 +223,8 @@ def _group_conv(ctx: Context, data: Any, lengthscale: float, ckn_cfg: Any,
     from kernelzoo.classify import fit_kernel_ridge_classifier, fit_ridge_classifier
 
     conv_n = _int_option(ctx, "conv_n", 30, 200, 8)
-    conv_val = _int_option(ctx, "conv_val", 10, 50, 4)
-    conv_test = _int_option(ctx, "conv_test", 50, 200, 8)
+    conv_val = _int_option(ctx, "conv_val", 10, 200, 4)
+    conv_test = _int_option(ctx, "conv_test", 50, 600, 8)
     i_fit = stratified_subset(data.y_fit, conv_n)
     i_val = stratified_subset(data.y_val, conv_val)
     i_test = stratified_subset(data.y_test, conv_test)
