@@ -56,6 +56,11 @@ def full_precision(device: torch.device | str | None) -> Iterator[None]:
     ----------
     device : torch.device or str or None
         Where the computation runs.
+
+    Yields
+    ------
+    None
+        Inside, cuBLAS and cuDNN compute in full float32 on CUDA.
     """
     if _allow_tf32 or device is None or torch.device(device).type != "cuda":
         yield
